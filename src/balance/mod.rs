@@ -1,0 +1,1 @@
+//! Feeding tonic's balanced channel from a discovery. TODO(helper)

@@ -1,0 +1,122 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// A result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in tonic-etcd.
+///
+/// Errors of the etcd client and of tonic's transport are kept as sources, so
+/// `std::error::Error::source` walks down to the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A service name is empty or contains `/`, whitespace or a control character.
+    #[error("invalid service name {name:?}: {reason}")]
+    InvalidServiceName {
+        /// The name that was refused.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An instance id is empty or contains whitespace or a control character.
+    #[error("invalid instance id {id:?}: {reason}")]
+    InvalidId {
+        /// The id that was refused.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An address is not `host:port` (IPv6 hosts in brackets).
+    #[error("invalid address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The address that was refused.
+        addr: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A weight outside [`Instance::MIN_WEIGHT`](crate::Instance::MIN_WEIGHT)..=
+    /// [`Instance::MAX_WEIGHT`](crate::Instance::MAX_WEIGHT).
+    #[error("invalid weight {weight}: must be within {min}..={max}")]
+    InvalidWeight {
+        /// The weight that was refused.
+        weight: u32,
+        /// The smallest weight allowed.
+        min: u32,
+        /// The largest weight allowed.
+        max: u32,
+    },
+    /// A metadata key or value, or a version string, is not acceptable.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// Which field.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A namespace (key prefix) is not acceptable.
+    #[error("invalid namespace {namespace:?}: {reason}")]
+    InvalidNamespace {
+        /// The namespace that was refused.
+        namespace: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A lease TTL that etcd cannot honour.
+    #[error("invalid TTL {ttl:?}: {reason}")]
+    InvalidTtl {
+        /// The TTL that was refused.
+        ttl: Duration,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The encoded key and value would exceed etcd's request size limit.
+    #[error("registry entry too large: {size} bytes, limit {limit}")]
+    TooLarge {
+        /// Size of key plus value in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A registry value that the codec cannot read.
+    #[error("cannot decode registry value at {key:?}: {reason}")]
+    Decode {
+        /// The etcd key, lossily converted to UTF-8.
+        key: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// An instance could not be turned into a tonic endpoint.
+    #[error("cannot build endpoint for {addr:?}")]
+    Endpoint {
+        /// The address of the instance.
+        addr: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// An error talking to etcd.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// A tonic transport error.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// etcd did not answer within the deadline the caller set.
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The registration was displaced: another registration now owns its key.
+    #[error("registration of {key:?} was displaced by lease {by_lease:x}")]
+    Displaced {
+        /// The etcd key.
+        key: String,
+        /// The lease that now holds the key.
+        by_lease: i64,
+    },
+    /// The registration has been deregistered, or its task has ended.
+    #[error("registration of {key:?} is no longer active")]
+    Deregistered {
+        /// The etcd key.
+        key: String,
+    },
+}

@@ -1,0 +1,84 @@
+//! Service registration, discovery and client-side load balancing for
+//! [tonic](https://docs.rs/tonic) gRPC services, through [etcd](https://etcd.io).
+//!
+//! - A server holds a [`Registration`]: a key under its service's prefix, bound to
+//!   an etcd lease that a background task keeps alive, re-creates after lease loss
+//!   or an etcd restart, and removes on [`Registration::deregister`].
+//! - A client runs a [`Discovery`]: one etcd Get, then a Watch from the next
+//!   revision, turned into tower [`Change`](tower::discover::Change) events, which
+//!   feed tonic's balanced [`Channel`](tonic::transport::Channel).
+//!
+//! # Quick start
+//!
+//! Server side:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tonic_etcd::{Instance, Registrar};
+//!
+//! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+//! let registration = Registrar::new(etcd)
+//!     .ttl(Duration::from_secs(10))
+//!     .register(Instance::new("helloworld", "127.0.0.1:50051")?)
+//!     .await?;
+//! // ... serve with tonic; on shutdown:
+//! registration.deregister().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Client side:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tonic_etcd::Discovery;
+//!
+//! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+//! let channel = Discovery::new(etcd, "helloworld").balance_channel().await?;
+//! // let mut client = GreeterClient::new(channel);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`instance`]: [`Instance`] and its validation.
+//! - [`codec`]: registry layouts ([`Codec`], [`Native`](codec::Native)).
+//! - [`registration`]: [`Registrar`], [`Registration`], graceful shutdown.
+//! - [`discovery`]: [`Discovery`], the [`Discovered`] stream, [`Health`].
+//! - [`balance`]: the tonic `balance_channel` driver and endpoint templates.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+pub mod balance;
+pub mod codec;
+mod connect;
+pub mod discovery;
+mod error;
+pub mod instance;
+pub mod registration;
+
+pub use codec::Codec;
+pub use connect::{connect, connect_options};
+pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
+pub use error::{Error, Result};
+pub use instance::Instance;
+pub use registration::{Registrar, Registration, RegistrationState};
+
+/// Re-export of the etcd client this crate is built on.
+pub use etcd_client;
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Error>();
+    assert_send_sync::<Instance>();
+    assert_send_sync::<Registrar>();
+    assert_send_sync::<Registration>();
+    assert_send_sync::<Discovery>();
+    assert_send_sync::<DiscoveryHandle>();
+};
