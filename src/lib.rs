@@ -55,6 +55,7 @@
 )]
 #![forbid(unsafe_code)]
 
+mod backoff;
 pub mod balance;
 pub mod codec;
 mod connect;

@@ -1,0 +1,447 @@
+//! The background task of a [`Registration`](super::Registration): lease,
+//! keepalive, watch of its own key, re-registration, clean-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, warn};
+
+use super::RegistrationState;
+use crate::backoff::Backoff;
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+
+/// What the guard asks of its task.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Write a new value on the current lease.
+    Update {
+        instance: Instance,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Stop, delete the key if ours, revoke the lease.
+    Deregister { reply: oneshot::Sender<Result<()>> },
+}
+
+/// One lease and the streams that go with it.
+struct Session {
+    lease_id: i64,
+    keeper: LeaseKeeper,
+    keepalive: LeaseKeepAliveStream,
+    watch: WatchStream,
+}
+
+/// Why [`Task::hold`] returned.
+enum Outcome {
+    /// The lease is gone or the connection broke: register again.
+    Lost(Error),
+    /// Another lease holds our key now.
+    Displaced(i64),
+    /// Deregister (with a reply) or guard dropped (without one).
+    Stop(Option<oneshot::Sender<Result<()>>>),
+}
+
+/// The registration's task state.
+pub(super) struct Task {
+    client: Client,
+    key: String,
+    instance: Instance,
+    value: Vec<u8>,
+    ttl: i64,
+    codec: Arc<dyn Codec>,
+    state: watch::Sender<RegistrationState>,
+    /// A lease we left behind, revoked once a new one holds the key.
+    stale_lease: Option<i64>,
+}
+
+impl Task {
+    pub(super) fn new(
+        client: Client,
+        key: String,
+        instance: Instance,
+        value: Vec<u8>,
+        ttl: i64,
+        codec: Arc<dyn Codec>,
+    ) -> Self {
+        let (state, _) = watch::channel(RegistrationState::Reconnecting {
+            error: "not registered yet".into(),
+            attempt: 0,
+        });
+        Self {
+            client,
+            key,
+            instance,
+            value,
+            ttl,
+            codec,
+            state,
+            stale_lease: None,
+        }
+    }
+
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(super) fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    pub(super) fn codec(&self) -> Arc<dyn Codec> {
+        self.codec.clone()
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<RegistrationState> {
+        self.state.subscribe()
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl as u64)
+    }
+
+    /// Deadline of one etcd request: the TTL, within 1..=5 s.
+    fn request_timeout(&self) -> Duration {
+        self.ttl()
+            .clamp(Duration::from_secs(1), Duration::from_secs(5))
+    }
+
+    async fn call<T, F>(&self, what: F) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let limit = self.request_timeout();
+        match timeout(limit, what).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Timeout(limit)),
+        }
+    }
+
+    /// Registers for the first time, retrying until `deadline` if one is given.
+    pub(super) async fn first_session(&mut self, patience: Duration) -> Result<SessionHandle> {
+        let deadline = Instant::now() + patience;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            match self.establish(false).await {
+                Ok(session) => {
+                    self.state.send_replace(RegistrationState::Registered {
+                        lease_id: session.lease_id,
+                    });
+                    return Ok(SessionHandle(session));
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err(error);
+                    }
+                    warn!(key = %self.key, %error, "etcd not reachable yet, retrying");
+                    self.set_reconnecting(&error, backoff.attempts());
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Grants a lease, puts the key with it and opens the keepalive and watch
+    /// streams. `recovering` checks first that no other lease took the key.
+    async fn establish(&mut self, recovering: bool) -> Result<Session> {
+        let mut client = self.client.clone();
+        if recovering {
+            let found = self.call(client.get(self.key.as_str(), None)).await?;
+            if let Some(kv) = found.kvs().first() {
+                let lease = kv.lease();
+                if lease != 0 && Some(lease) != self.stale_lease && self.lease_alive(lease).await? {
+                    return Err(Error::Displaced {
+                        key: self.key.clone(),
+                        by_lease: lease,
+                    });
+                }
+            }
+        }
+        let lease_id = self.call(client.lease_grant(self.ttl, None)).await?.id();
+        match self.open(lease_id).await {
+            Ok(session) => {
+                if let Some(stale) = self.stale_lease.take() {
+                    self.revoke_in_background(stale);
+                }
+                Ok(session)
+            }
+            Err(error) => {
+                self.revoke_in_background(lease_id);
+                Err(error)
+            }
+        }
+    }
+
+    async fn lease_alive(&self, lease: i64) -> Result<bool> {
+        let mut client = self.client.clone();
+        let resp = self.call(client.lease_time_to_live(lease, None)).await?;
+        Ok(resp.ttl() > 0)
+    }
+
+    async fn open(&self, lease_id: i64) -> Result<Session> {
+        let mut client = self.client.clone();
+        let put = self
+            .call(client.put(
+                self.key.as_str(),
+                self.value.clone(),
+                Some(PutOptions::new().with_lease(lease_id)),
+            ))
+            .await?;
+        let revision = put.header().map_or(0, |h| h.revision());
+        let (keeper, keepalive) = self.call(client.lease_keep_alive(lease_id)).await?;
+        let watch = self
+            .call(client.watch(
+                self.key.as_str(),
+                Some(WatchOptions::new().with_start_revision(revision + 1)),
+            ))
+            .await?;
+        info!(key = %self.key, lease_id, revision, "registered");
+        Ok(Session {
+            lease_id,
+            keeper,
+            keepalive,
+            watch,
+        })
+    }
+
+    fn revoke_in_background(&self, lease_id: i64) {
+        let mut client = self.client.clone();
+        let limit = self.request_timeout();
+        tokio::spawn(async move {
+            match timeout(limit, client.lease_revoke(lease_id)).await {
+                Ok(Ok(_)) => debug!(lease_id, "revoked stale lease"),
+                Ok(Err(error)) => debug!(lease_id, %error, "stale lease not revoked"),
+                Err(_) => debug!(lease_id, "stale lease revoke timed out"),
+            }
+        });
+    }
+
+    fn set_reconnecting(&self, error: &Error, attempt: u32) {
+        self.state.send_replace(RegistrationState::Reconnecting {
+            error: error.to_string(),
+            attempt,
+        });
+    }
+
+    /// Runs until deregistered, dropped or displaced.
+    pub(super) async fn run(mut self, first: SessionHandle, mut commands: mpsc::Receiver<Command>) {
+        let mut session = Some(first.0);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            let Some(current) = session.take() else {
+                match self.establish(true).await {
+                    Ok(new) => {
+                        backoff.reset();
+                        session = Some(new);
+                    }
+                    Err(Error::Displaced { by_lease, .. }) => {
+                        self.displaced(by_lease, None, &mut commands).await;
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(key = %self.key, %error, attempt = backoff.attempts() + 1, "re-registration failed");
+                        self.set_reconnecting(&error, backoff.attempts() + 1);
+                        let delay = backoff.next_delay();
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            command = commands.recv() => match command {
+                                Some(Command::Update { instance, value, reply }) => {
+                                    // Written when the registration recovers.
+                                    self.instance = instance;
+                                    self.value = value;
+                                    let _ = reply.send(Err(error));
+                                }
+                                Some(Command::Deregister { reply }) => {
+                                    self.finish(None, Some(reply)).await;
+                                    return;
+                                }
+                                None => {
+                                    self.finish(None, None).await;
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            let lease_id = current.lease_id;
+            self.state
+                .send_replace(RegistrationState::Registered { lease_id });
+            match self.hold(current, &mut commands).await {
+                Outcome::Lost(error) => {
+                    warn!(key = %self.key, lease_id, %error, "lease lost, registering again");
+                    self.set_reconnecting(&error, 0);
+                    self.stale_lease = Some(lease_id);
+                }
+                Outcome::Displaced(by_lease) => {
+                    self.displaced(by_lease, Some(lease_id), &mut commands).await;
+                    return;
+                }
+                Outcome::Stop(reply) => {
+                    self.finish(Some(lease_id), reply).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps one session alive until something ends it.
+    async fn hold(&mut self, mut session: Session, commands: &mut mpsc::Receiver<Command>) -> Outcome {
+        let lease_id = session.lease_id;
+        let period = Duration::from_millis(self.ttl as u64 * 1000 / 3);
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_answer = Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if last_answer.elapsed() >= self.ttl() {
+                        return Outcome::Lost(Error::Timeout(self.ttl()));
+                    }
+                    if let Err(error) = session.keeper.keep_alive().await {
+                        return Outcome::Lost(error.into());
+                    }
+                }
+                answer = session.keepalive.message() => match answer {
+                    Ok(Some(resp)) if resp.ttl() > 0 => {
+                        last_answer = Instant::now();
+                        debug!(key = %self.key, lease_id, ttl = resp.ttl(), "keepalive ok");
+                    }
+                    Ok(Some(_)) => return Outcome::Lost(lease_gone("lease expired or revoked (TTL 0)")),
+                    Ok(None) => return Outcome::Lost(lease_gone("keepalive stream closed")),
+                    Err(error) => return Outcome::Lost(error.into()),
+                },
+                event = session.watch.message() => match event {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            return Outcome::Lost(lease_gone("watch of own key canceled"));
+                        }
+                        for event in resp.events() {
+                            let Some(kv) = event.kv() else { continue };
+                            match event.event_type() {
+                                EventType::Delete => {
+                                    warn!(key = %self.key, lease_id, "key deleted while the lease lives, putting it back");
+                                    let mut client = self.client.clone();
+                                    let put = client.put(
+                                        self.key.as_str(),
+                                        self.value.clone(),
+                                        Some(PutOptions::new().with_lease(lease_id)),
+                                    );
+                                    if let Err(error) = self.call(put).await {
+                                        return Outcome::Lost(error);
+                                    }
+                                }
+                                EventType::Put if kv.lease() != lease_id => {
+                                    return Outcome::Displaced(kv.lease());
+                                }
+                                EventType::Put => {}
+                            }
+                        }
+                    }
+                    Ok(None) => return Outcome::Lost(lease_gone("watch of own key closed")),
+                    Err(error) => return Outcome::Lost(error.into()),
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Update { instance, value, reply }) => {
+                        self.instance = instance;
+                        self.value = value;
+                        let mut client = self.client.clone();
+                        let put = client.put(
+                            self.key.as_str(),
+                            self.value.clone(),
+                            Some(PutOptions::new().with_lease(lease_id)),
+                        );
+                        match self.call(put).await {
+                            Ok(_) => {
+                                info!(key = %self.key, lease_id, "registration updated");
+                                let _ = reply.send(Ok(()));
+                            }
+                            Err(error) => {
+                                let _ = reply.send(Err(lease_gone(&format!("update not written yet: {error}"))));
+                                return Outcome::Lost(error);
+                            }
+                        }
+                    }
+                    Some(Command::Deregister { reply }) => return Outcome::Stop(Some(reply)),
+                    None => return Outcome::Stop(None),
+                },
+            }
+        }
+    }
+
+    /// Another lease holds our key: report, let go of ours, wait for the end.
+    async fn displaced(
+        &mut self,
+        by_lease: i64,
+        own_lease: Option<i64>,
+        commands: &mut mpsc::Receiver<Command>,
+    ) {
+        warn!(key = %self.key, by_lease, "displaced by a newer registration of the same key; stopping");
+        self.state
+            .send_replace(RegistrationState::Displaced { by_lease });
+        for lease in own_lease.into_iter().chain(self.stale_lease.take()) {
+            self.revoke_in_background(lease);
+        }
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Update { reply, .. } => {
+                    let _ = reply.send(Err(Error::Displaced {
+                        key: self.key.clone(),
+                        by_lease,
+                    }));
+                }
+                Command::Deregister { reply } => {
+                    let _ = reply.send(Ok(()));
+                    break;
+                }
+            }
+        }
+        self.state.send_replace(RegistrationState::Deregistered);
+    }
+
+    /// Deletes the key if it is still held by `lease_id` (or by the stale lease),
+    /// then revokes the leases.
+    async fn finish(&mut self, lease_id: Option<i64>, reply: Option<oneshot::Sender<Result<()>>>) {
+        let mut result = Ok(());
+        for lease in lease_id.into_iter().chain(self.stale_lease.take()) {
+            let mut client = self.client.clone();
+            let txn = Txn::new()
+                .when([Compare::lease(self.key.as_str(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(self.key.as_str(), None)]);
+            if let Err(error) = self.call(client.txn(txn)).await {
+                result = Err(error);
+                continue;
+            }
+            if let Err(error) = self.call(client.lease_revoke(lease)).await {
+                // Lease already gone is the goal anyway.
+                if !error.to_string().contains("lease not found") {
+                    result = Err(error);
+                }
+            }
+        }
+        match &result {
+            Ok(()) => info!(key = %self.key, "deregistered"),
+            Err(error) => warn!(key = %self.key, %error, "deregistration incomplete; the key expires with its lease"),
+        }
+        self.state.send_replace(RegistrationState::Deregistered);
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// A session opened by [`Task::first_session`], handed to [`Task::run`].
+pub(super) struct SessionHandle(Session);
+
+fn lease_gone(why: &str) -> Error {
+    Error::Etcd(etcd_client::Error::LeaseKeepAliveError(why.to_owned()))
+}
