@@ -122,14 +122,19 @@ async fn examples_follow_the_operator_scenario() {
         .collect();
     wait_keys(&client, &prefix, 3, Duration::from_secs(20)).await;
     assert!(
-        keys(&client, &prefix).await.iter().all(|(_, lease)| *lease != 0),
+        keys(&client, &prefix)
+            .await
+            .iter()
+            .all(|(_, lease)| *lease != 0),
         "every key carries a lease"
     );
 
     // 30 requests reach all three servers.
     let out = {
         let (e, s) = (endpoint.clone(), service.clone());
-        tokio::task::spawn_blocking(move || client_run(&e, &s, 30)).await.unwrap()
+        tokio::task::spawn_blocking(move || client_run(&e, &s, 30))
+            .await
+            .unwrap()
     };
     assert!(out.status.success(), "client failed: {}", summary(&out));
     assert_eq!(summary(&out), "summary: ok=30 failed=0");
@@ -137,7 +142,9 @@ async fn examples_follow_the_operator_scenario() {
     assert_eq!(lines.len(), 30);
     for server in &servers {
         assert!(
-            lines.iter().any(|l| l.ends_with(&format!("from {}", server.addr))),
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("from {}", server.addr))),
             "no reply from {}: {lines:?}",
             server.addr
         );
@@ -163,7 +170,9 @@ async fn examples_follow_the_operator_scenario() {
     // No request reaches the stopped server.
     let out = {
         let (e, s) = (endpoint.clone(), service.clone());
-        tokio::task::spawn_blocking(move || client_run(&e, &s, 20)).await.unwrap()
+        tokio::task::spawn_blocking(move || client_run(&e, &s, 20))
+            .await
+            .unwrap()
     };
     assert!(out.status.success(), "client failed: {}", summary(&out));
     assert!(
@@ -199,7 +208,9 @@ async fn examples_follow_the_operator_scenario() {
         eprintln!("wipe={wipe}: registered again after {:?}", t.elapsed());
         let out = {
             let (e, s) = (endpoint.clone(), service.clone());
-            tokio::task::spawn_blocking(move || client_run(&e, &s, 5)).await.unwrap()
+            tokio::task::spawn_blocking(move || client_run(&e, &s, 5))
+                .await
+                .unwrap()
         };
         assert!(out.status.success(), "client failed: {}", summary(&out));
         assert!(replies(&out).iter().all(|l| l.ends_with(&survivor.addr)));
@@ -209,11 +220,17 @@ async fn examples_follow_the_operator_scenario() {
     let t = Instant::now();
     let out = {
         let e = endpoint.clone();
-        tokio::task::spawn_blocking(move || client_run(&e, "nobody-home", 10)).await.unwrap()
+        tokio::task::spawn_blocking(move || client_run(&e, "nobody-home", 10))
+            .await
+            .unwrap()
     };
     assert!(!out.status.success());
     assert_eq!(summary(&out), "summary: ok=0 failed=10");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 fn client_run(etcd: &str, service: &str, requests: u32) -> Output {

@@ -48,6 +48,12 @@ async fn crashed_registration_disappears_after_its_ttl() {
     .await;
     let gone_after = crashed_at.elapsed();
     // Not removed early (a clean-up would be): the lease had to expire.
-    assert!(gone_after >= Duration::from_millis(1000), "gone after {gone_after:?}");
-    assert!(gone_after <= Duration::from_millis(3500), "gone after {gone_after:?}");
+    assert!(
+        gone_after >= Duration::from_millis(1000),
+        "gone after {gone_after:?}"
+    );
+    assert!(
+        gone_after <= Duration::from_millis(3500),
+        "gone after {gone_after:?}"
+    );
 }

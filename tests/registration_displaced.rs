@@ -23,15 +23,19 @@ async fn newer_registration_wins_and_the_older_reports_it() {
     let key = newer.key().to_owned();
     let newer_lease = newer.lease_id().unwrap();
 
-    wait_until(Duration::from_secs(2), "older registration displaced", || {
-        let state = older.state();
-        async move {
-            *state.borrow()
-                == RegistrationState::Displaced {
-                    by_lease: newer_lease,
-                }
-        }
-    })
+    wait_until(
+        Duration::from_secs(2),
+        "older registration displaced",
+        || {
+            let state = older.state();
+            async move {
+                *state.borrow()
+                    == RegistrationState::Displaced {
+                        by_lease: newer_lease,
+                    }
+            }
+        },
+    )
     .await;
     let err = older.update(|i| i.weight = 5).await.unwrap_err();
     assert!(matches!(err, Error::Displaced { .. }), "{err}");

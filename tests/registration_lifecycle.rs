@@ -10,7 +10,9 @@ use tonic_etcd::{Error, Instance, Registrar, RegistrationState};
 
 async fn read(client: &mut etcd_client::Client, key: &str) -> Option<(Vec<u8>, i64)> {
     let resp = client.get(key, None).await.unwrap();
-    resp.kvs().first().map(|kv| (kv.value().to_vec(), kv.lease()))
+    resp.kvs()
+        .first()
+        .map(|kv| (kv.value().to_vec(), kv.lease()))
 }
 
 #[tokio::test]
@@ -103,7 +105,10 @@ async fn update_rewrites_the_value_on_the_same_lease() {
     // Invalid changes are refused and change nothing.
     let err = registration.update(|i| i.weight = 0).await.unwrap_err();
     assert!(matches!(err, Error::InvalidWeight { .. }), "{err}");
-    let err = registration.update(|i| i.id = "other".into()).await.unwrap_err();
+    let err = registration
+        .update(|i| i.id = "other".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidField { .. }), "{err}");
     assert_eq!(registration.instance().weight, 7);
     registration.deregister().await.unwrap();
@@ -142,7 +147,11 @@ async fn register_fails_at_once_when_etcd_is_down() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Etcd(_) | Error::Timeout(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

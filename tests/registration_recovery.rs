@@ -56,10 +56,14 @@ async fn revoked_lease_is_replaced_by_a_fresh_one_within_the_ttl() {
         async move { lease_of(&client, &key).await.filter(|l| *l != lease) }
     })
     .await;
-    wait_until(Duration::from_secs(2), "state reports the new lease", || {
-        let state = registration.state();
-        async move { *state.borrow() == RegistrationState::Registered { lease_id: fresh } }
-    })
+    wait_until(
+        Duration::from_secs(2),
+        "state reports the new lease",
+        || {
+            let state = registration.state();
+            async move { *state.borrow() == RegistrationState::Registered { lease_id: fresh } }
+        },
+    )
     .await;
     registration.deregister().await.unwrap();
 }
@@ -72,10 +76,14 @@ async fn etcd_restarted_with_its_data_keeps_the_registration() {
     let key = registration.key().to_owned();
 
     etcd.kill().await;
-    wait_until(Duration::from_secs(5), "registration notices etcd is gone", || {
-        let state = registration.state();
-        async move { matches!(*state.borrow(), RegistrationState::Reconnecting { .. }) }
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "registration notices etcd is gone",
+        || {
+            let state = registration.state();
+            async move { matches!(*state.borrow(), RegistrationState::Reconnecting { .. }) }
+        },
+    )
     .await;
     // Down for longer than the TTL.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -149,8 +149,16 @@ mod tests {
         let key = "/services/helloworld/x";
         let cases: &[(&str, u32, &str)] = &[
             (r#"{"addr":"h:1"}"#, 1, "x"),
-            (r#"{"service":"helloworld","addr":"h:1","weight":0}"#, 1, "x"),
-            (r#"{"addr":"h:1","weight":99999999,"extra":[1,2]}"#, 10_000, "x"),
+            (
+                r#"{"service":"helloworld","addr":"h:1","weight":0}"#,
+                1,
+                "x",
+            ),
+            (
+                r#"{"addr":"h:1","weight":99999999,"extra":[1,2]}"#,
+                10_000,
+                "x",
+            ),
             (r#"{"addr":"h:1","id":"given"}"#, 1, "given"),
         ];
         for (value, weight, id) in cases {

@@ -59,7 +59,10 @@ impl Registration {
     /// The instance as last set by [`register`](super::Registrar::register) or
     /// [`update`](Registration::update).
     pub fn instance(&self) -> Instance {
-        self.instance.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.instance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The lease that holds the key now, if registered.

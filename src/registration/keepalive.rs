@@ -283,7 +283,8 @@ impl Task {
                     self.stale_lease = Some(lease_id);
                 }
                 Outcome::Displaced(by_lease) => {
-                    self.displaced(by_lease, Some(lease_id), &mut commands).await;
+                    self.displaced(by_lease, Some(lease_id), &mut commands)
+                        .await;
                     return;
                 }
                 Outcome::Stop(reply) => {
@@ -295,7 +296,11 @@ impl Task {
     }
 
     /// Keeps one session alive until something ends it.
-    async fn hold(&mut self, mut session: Session, commands: &mut mpsc::Receiver<Command>) -> Outcome {
+    async fn hold(
+        &mut self,
+        mut session: Session,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Outcome {
         let lease_id = session.lease_id;
         let period = Duration::from_millis(self.ttl as u64 * 1000 / 3);
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
@@ -430,7 +435,9 @@ impl Task {
         }
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),
-            Err(error) => warn!(key = %self.key, %error, "deregistration incomplete; the key expires with its lease"),
+            Err(error) => {
+                warn!(key = %self.key, %error, "deregistration incomplete; the key expires with its lease")
+            }
         }
         self.state.send_replace(RegistrationState::Deregistered);
         if let Some(reply) = reply {

@@ -262,7 +262,13 @@ mod tests {
     #[tokio::test]
     async fn ttl_rounds_up_and_refuses_zero() {
         let r = registrar().await;
-        assert_eq!(r.clone().ttl(Duration::from_millis(1500)).ttl_secs().unwrap(), 2);
+        assert_eq!(
+            r.clone()
+                .ttl(Duration::from_millis(1500))
+                .ttl_secs()
+                .unwrap(),
+            2
+        );
         assert_eq!(r.clone().ttl(Duration::from_secs(3)).ttl_secs().unwrap(), 3);
         assert!(matches!(
             r.ttl(Duration::ZERO).ttl_secs(),

@@ -1,0 +1,29 @@
+# tonic-etcd: `make demo` and `make test` install what is missing first
+# (protoc, etcd, etcdctl; see scripts/deps.sh), then run.
+
+CARGO ?= cargo
+# Extra arguments for the test harness, e.g. `make test TEST_ARGS=--nocapture`.
+TEST_ARGS ?=
+
+.PHONY: all deps test demo examples bench
+
+all: test
+
+deps:
+	@./scripts/deps.sh
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) test --all-targets -- $(TEST_ARGS)
+	$(CARGO) test --doc -- $(TEST_ARGS)
+
+examples: deps
+	$(CARGO) build --examples
+
+demo: examples
+	./scripts/demo.sh
+
+bench:
+	@echo "benchmarks are not written yet"

@@ -1,0 +1,200 @@
+//! A greeter server that registers itself in etcd while it serves.
+//!
+//! Start etcd (`etcd` with no flags listens on `http://127.0.0.1:2379`), then one
+//! or more servers, then the client:
+//!
+//! ```text
+//! cargo run --example helloworld-server -- --listen 127.0.0.1:50051
+//! cargo run --example helloworld-server -- --listen 127.0.0.1:50052
+//! cargo run --example helloworld-client -- --requests 10
+//! ```
+//!
+//! Each server replies `Hello {name} from {advertised address}`. On SIGTERM or
+//! SIGINT (Ctrl-C) it deregisters at once, waits `--drain-ms` so that clients see
+//! the removal, finishes the requests in flight and exits 0. If it crashes
+//! instead, its key disappears when the lease runs out, after `--ttl` seconds.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+use tonic_etcd::{Instance, Registrar};
+
+use hello::greeter_server::{Greeter, GreeterServer};
+use hello::{HelloReply, HelloRequest};
+
+pub mod hello {
+    tonic::include_proto!("helloworld");
+}
+
+/// A greeter server registered in etcd.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:50051 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Address that clients connect to, registered in etcd. Defaults to the
+    /// listen address.
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<String>,
+    /// etcd endpoints, comma-separated.
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    etcd: Vec<String>,
+    /// Service name to register under.
+    #[arg(long, value_name = "NAME", default_value = "helloworld")]
+    service: String,
+    /// Lease TTL in seconds: how long the key outlives a crashed server.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    ttl: u64,
+    /// How long to keep serving after deregistering, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    drain_ms: u64,
+    /// Weight for weighted balancing.
+    #[arg(long, value_name = "N", default_value_t = Instance::DEFAULT_WEIGHT)]
+    weight: u32,
+    /// Version of this server, free text.
+    #[arg(long, value_name = "V")]
+    version: Option<String>,
+    /// Key prefix in etcd. Defaults to the format's own (`/services`).
+    #[arg(long, value_name = "PREFIX")]
+    namespace: Option<String>,
+}
+
+/// Greets with the advertised address, so that clients see who answered.
+#[derive(Debug)]
+struct Greeting {
+    advertised: String,
+}
+
+#[tonic::async_trait]
+impl Greeter for Greeting {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(HelloReply {
+            message: format!("Hello {name} from {}", self.advertised),
+        }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("helloworld-server: error: {}", chain(&*error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Handle signals from the start, so that an early SIGTERM still stops cleanly.
+    let stop = stop_signal()?;
+
+    // Bind before registering: a client that discovers us can connect at once.
+    let incoming = TcpIncoming::bind(args.listen)
+        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?
+        .with_nodelay(Some(true));
+    let listening = incoming.local_addr()?;
+    let advertised = args.advertise.unwrap_or_else(|| {
+        if listening.ip().is_unspecified() {
+            eprintln!(
+                "helloworld-server: warning: advertising {listening}, which remote \
+                 clients cannot reach; pass --advertise HOST:PORT"
+            );
+        }
+        listening.to_string()
+    });
+
+    let mut instance = Instance::new(args.service, advertised.as_str())?.with_weight(args.weight);
+    if let Some(version) = args.version {
+        instance = instance.with_version(version);
+    }
+    instance.validate()?;
+
+    let etcd = tonic_etcd::connect(&args.etcd).await?;
+    let mut registrar = Registrar::new(etcd).ttl(Duration::from_secs(args.ttl));
+    if let Some(namespace) = args.namespace {
+        registrar = registrar.namespace(namespace);
+    }
+    let registration = registrar.register(instance).await?;
+    let key = registration.key().to_owned();
+    eprintln!(
+        "helloworld-server: listening on {listening}, registered {key} (ttl {}s)",
+        args.ttl
+    );
+
+    let drain = Duration::from_millis(args.drain_ms);
+    let stopping = {
+        let key = key.clone();
+        async move {
+            let signal = stop.await;
+            eprintln!(
+                "helloworld-server: {signal}: deregistering {key}, draining {}ms",
+                drain.as_millis()
+            );
+        }
+    };
+    Server::builder()
+        .add_service(GreeterServer::new(Greeting { advertised }))
+        .serve_with_incoming_shutdown(
+            incoming,
+            tonic_etcd::registration::shutdown_after(stopping, registration, drain),
+        )
+        .await?;
+    eprintln!("helloworld-server: stopped");
+    Ok(())
+}
+
+/// Resolves with the signal's name on the first SIGTERM or SIGINT.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    })
+}
+
+/// Logs of the library on stderr, `warn` and above unless `RUST_LOG` says more.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// An error and its sources, `outer: inner: root`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
