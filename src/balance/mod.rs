@@ -1,1 +1,148 @@
-//! Feeding tonic's balanced channel from a discovery. TODO(helper)
+//! Feeding tonic's balanced [`Channel`] from a discovery.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tonic_etcd::{balance, Discovery};
+//!
+//! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+//!
+//! // The defaults of `default_endpoint`:
+//! let channel = Discovery::new(etcd.clone(), "helloworld").balance_channel().await?;
+//!
+//! // Or your own endpoint settings, here with a per-request timeout:
+//! let channel = Discovery::new(etcd, "helloworld")
+//!     .balance_channel_with(|instance| {
+//!         Ok(balance::default_endpoint(instance)?.timeout(Duration::from_secs(2)))
+//!     })
+//!     .await?;
+//! // let mut client = GreeterClient::new(channel);
+//! # Ok(()) }
+//! ```
+//!
+//! A task (the *driver*) reads the [`Discovered`] stream and sends each change
+//! to the channel. tonic applies changes only while requests flow, so an idle
+//! client's change queue can fill up; the driver never waits on it while
+//! reading discovery: it keeps at most one pending change per instance (the
+//! latest), drops removals of instances tonic never saw, and hands them over as
+//! room appears. The driver, and with it the discovery and its etcd watch,
+//! stops when every clone of the channel has been dropped.
+//!
+//! # What tonic's balanced channel does and does not do
+//!
+//! These come from tonic and tower, not from this crate; the crate's own
+//! balancer (round robin, weighted, peak-EWMA) is planned to address them.
+//!
+//! 1. **Random pick.** The channel is tower's power-of-two-choices balancer
+//!    with no load metric: each request goes to a random ready endpoint. It is
+//!    not round robin and not load-aware.
+//! 2. **Unreachable endpoints stay.** An instance that is registered but cannot
+//!    be reached stays in the balancer and keeps failing the requests sent to
+//!    it, until discovery removes it (when its lease expires). The short
+//!    `connect_timeout` of [`default_endpoint`] limits how long each failure
+//!    takes.
+//! 3. **No endpoints means waiting forever.** With no instance, a request waits
+//!    until one appears; [`Endpoint::timeout`] does not apply. Wrap calls in
+//!    [`tokio::time::timeout`] (or set a gRPC deadline and enforce it) to fail
+//!    fast.
+//! 4. **Changes apply while requests flow.** Hence the coalescing driver above.
+//! 5. **A dropped sender freezes the set.** If the driver stopped while the
+//!    channel lived, the endpoint set would silently stop changing. The driver
+//!    therefore runs as long as any clone of the channel exists.
+//!
+//! Set `connect_timeout` and HTTP/2 keepalive on every endpoint (as
+//! [`default_endpoint`] does), or black-holed addresses hang requests.
+
+mod driver;
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info_span, Instrument};
+
+use crate::discovery::{Discovered, Discovery};
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+
+/// How many changes tonic's channel queues before the driver holds them back.
+const CHANGE_CAPACITY: usize = 64;
+
+/// The endpoint the crate recommends for `instance`: `http://{addr}` with
+///
+/// - `connect_timeout` 1 s,
+/// - HTTP/2 keepalive every 10 s, `keep_alive_timeout` 5 s, also while idle,
+/// - `tcp_nodelay`.
+///
+/// Fails with [`Error::Endpoint`] if the address does not make a URI.
+///
+/// ```
+/// let instance = tonic_etcd::Instance::new("helloworld", "127.0.0.1:50051")?;
+/// let endpoint = tonic_etcd::balance::default_endpoint(&instance)?;
+/// assert_eq!(endpoint.uri(), "http://127.0.0.1:50051/");
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
+pub fn default_endpoint(instance: &Instance) -> Result<Endpoint> {
+    let endpoint =
+        Endpoint::from_shared(format!("http://{}", instance.addr)).map_err(|source| {
+            Error::Endpoint {
+                addr: instance.addr.clone(),
+                source,
+            }
+        })?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true))
+}
+
+/// A tonic [`Channel`] balanced over the instances of `discovered`, each turned
+/// into an [`Endpoint`] by `template`.
+///
+/// Spawns the driver task described in the [module docs](self), so this must
+/// be called inside a tokio runtime. An instance for which `template` fails is
+/// logged (`warn!`) and left out (and an older endpoint of the same instance is
+/// removed). The driver ends, dropping `discovered` and stopping its watch,
+/// when every clone of the channel has been dropped.
+pub fn channel<F>(discovered: Discovered, template: F) -> Channel
+where
+    F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
+{
+    let (channel, sender) = Channel::balance_channel::<String>(CHANGE_CAPACITY);
+    let handle = discovered.handle();
+    let span = info_span!(parent: None, "balance_channel", service = %handle.service());
+    tokio::spawn(driver::drive(discovered, sender, template).instrument(span));
+    channel
+}
+
+impl Discovery {
+    /// Starts the discovery and returns a tonic [`Channel`] balanced over its
+    /// instances, with [`default_endpoint`]; see the [`balance`](crate::balance)
+    /// docs for what tonic's balancing does and does not do.
+    ///
+    /// Fails as [`Discovery::start`] does. Must be called inside a tokio runtime.
+    pub async fn balance_channel(self) -> Result<Channel> {
+        self.balance_channel_with(default_endpoint).await
+    }
+
+    /// Like [`balance_channel`](Self::balance_channel), with your own endpoint
+    /// template (TLS, timeouts, ...).
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use std::time::Duration;
+    /// use tonic_etcd::{balance::default_endpoint, Discovery};
+    ///
+    /// let channel = Discovery::new(etcd, "helloworld")
+    ///     .balance_channel_with(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn balance_channel_with<F>(self, template: F) -> Result<Channel>
+    where
+        F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
+    {
+        Ok(channel(self.start().await?, template))
+    }
+}
