@@ -16,6 +16,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) build --examples
 	$(CARGO) test --all-targets -- $(TEST_ARGS)
 	$(CARGO) test --doc -- $(TEST_ARGS)
 

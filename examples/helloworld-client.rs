@@ -13,15 +13,30 @@
 //! 127.0.0.1:50051`); errors go to stderr, and the last line on stderr is
 //! `summary: ok=<n> failed=<m>`. The exit status is 0 only if no request failed.
 //! With no instance registered, every request fails at once instead of waiting.
+//!
+//! `--balancer` picks how requests are spread: `round-robin` (the default),
+//! `weighted` (by the servers' `--weight`) and `p2c` use the crate's
+//! [`Balancer`](tonic_etcd::Balancer); `tonic` uses tonic's own balanced channel.
+//!
+//! ```text
+//! cargo run --example helloworld-server -- --listen 127.0.0.1:50053 --weight 3
+//! cargo run --example helloworld-client -- --requests 40 --balancer weighted
+//! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use tonic_etcd::{Discovery, DiscoveryHandle};
+use clap::{Parser, ValueEnum};
+use tonic::transport::Channel;
+use tonic_etcd::{Balancer, Discovery, DiscoveryHandle, Policy};
 
 use hello::greeter_client::GreeterClient;
 use hello::HelloRequest;
+
+#[path = "common/etcd.rs"]
+mod etcd_args;
+#[path = "common/tls.rs"]
+mod tls_args;
 
 pub mod hello {
     tonic::include_proto!("helloworld");
@@ -30,15 +45,10 @@ pub mod hello {
 /// A greeter client that discovers its servers in etcd.
 #[derive(Debug, Parser)]
 struct Args {
-    /// etcd endpoints, comma-separated.
-    #[arg(
-        long,
-        value_name = "URLS",
-        env = "ETCD_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_delimiter = ','
-    )]
-    etcd: Vec<String>,
+    #[command(flatten)]
+    etcd: etcd_args::EtcdArgs,
+    #[command(flatten)]
+    tls: tls_args::ClientTlsArgs,
     /// Service name to discover.
     #[arg(long, value_name = "NAME", default_value = "helloworld")]
     service: String,
@@ -57,6 +67,38 @@ struct Args {
     /// Key prefix in etcd. Defaults to the format's own (`/services`).
     #[arg(long, value_name = "PREFIX")]
     namespace: Option<String>,
+    /// How requests are spread over the instances.
+    #[arg(long, value_name = "NAME", value_enum, default_value_t = BalancerKind::RoundRobin)]
+    balancer: BalancerKind,
+    /// Registry format: native, etcd-naming, kratos, go-zero, plain or
+    /// versioned-json.
+    #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
+    format: String,
+}
+
+/// Accepts the names of `tonic_etcd::codec::FORMATS`.
+fn format_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(tonic_etcd::codec::FORMATS)
+}
+
+/// The balancers the client can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BalancerKind {
+    /// The crate's balancer, strict rotation.
+    RoundRobin,
+    /// The crate's balancer, smooth weighted round robin over the registered weights.
+    Weighted,
+    /// The crate's balancer, power of two choices over peak-EWMA load.
+    P2c,
+    /// tonic's balanced channel (random pick; waits while there is no instance).
+    Tonic,
+}
+
+/// A greeter client over one of the balancers.
+enum Greeter {
+    Balancer(GreeterClient<Balancer>),
+    /// tonic's channel waits for an instance: the handle tells when there is none.
+    Tonic(GreeterClient<Channel>, DiscoveryHandle),
 }
 
 fn main() -> ExitCode {
@@ -85,15 +127,32 @@ fn main() -> ExitCode {
 
 /// Sends the requests; returns how many succeeded and how many failed.
 async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
-    let etcd = tonic_etcd::connect(&args.etcd).await?;
-    let mut discovery = Discovery::new(etcd, args.service.as_str());
+    let etcd = args.etcd.connect().await?;
+    let codec = tonic_etcd::codec::by_name(&args.format).expect("clap checked the format");
+    let template = args.tls.endpoint_template()?;
+    let mut discovery = Discovery::new(etcd, args.service.as_str()).codec_arc(codec);
     if let Some(namespace) = &args.namespace {
         discovery = discovery.namespace(namespace.as_str());
     }
     let discovered = discovery.start().await?;
-    let handle = discovered.handle();
-    let channel = tonic_etcd::balance::channel(discovered, tonic_etcd::balance::default_endpoint);
-    let mut greeter = GreeterClient::new(channel);
+    let policy = match args.balancer {
+        BalancerKind::RoundRobin => Some(Policy::RoundRobin),
+        BalancerKind::Weighted => Some(Policy::Weighted),
+        BalancerKind::P2c => Some(Policy::P2c),
+        BalancerKind::Tonic => None,
+    };
+    let mut greeter = match policy {
+        Some(policy) => Greeter::Balancer(GreeterClient::new(
+            Balancer::builder(policy)
+                .endpoint(template)
+                .build(discovered),
+        )),
+        None => {
+            let handle = discovered.handle();
+            let channel = tonic_etcd::balance::channel(discovered, template);
+            Greeter::Tonic(GreeterClient::new(channel), handle)
+        }
+    };
 
     let timeout = Duration::from_millis(args.timeout_ms);
     let (mut ok, mut failed) = (0, 0);
@@ -101,7 +160,7 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         if i > 0 && args.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
-        match say_hello(&mut greeter, &handle, &args, timeout).await {
+        match say_hello(&mut greeter, &args, timeout).await {
             Ok(message) => {
                 println!("{message}");
                 ok += 1;
@@ -115,21 +174,27 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
     Ok((ok, failed))
 }
 
-/// One request, failing at once when discovery knows no instance: tonic's
-/// balanced channel would otherwise wait for one until the deadline.
+/// One request, failing at once when there is no instance: the crate's
+/// balancer does so itself; tonic's balanced channel would wait for one until
+/// the deadline, so the discovery is asked first.
 async fn say_hello(
-    greeter: &mut GreeterClient<tonic::transport::Channel>,
-    handle: &DiscoveryHandle,
+    greeter: &mut Greeter,
     args: &Args,
     timeout: Duration,
 ) -> Result<String, String> {
-    if handle.snapshot().is_empty() {
-        return Err(format!("no instance of service {}", args.service));
-    }
     let request = HelloRequest {
         name: args.name.clone(),
     };
-    match tokio::time::timeout(timeout, greeter.say_hello(request)).await {
+    let reply = match greeter {
+        Greeter::Balancer(client) => tokio::time::timeout(timeout, client.say_hello(request)).await,
+        Greeter::Tonic(client, handle) => {
+            if handle.snapshot().is_empty() {
+                return Err(format!("no instance of service {}", args.service));
+            }
+            tokio::time::timeout(timeout, client.say_hello(request)).await
+        }
+    };
+    match reply {
         Ok(Ok(reply)) => Ok(reply.into_inner().message),
         Ok(Err(status)) => Err(format!("failed: {:?}: {}", status.code(), status.message())),
         Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),

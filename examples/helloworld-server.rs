@@ -13,6 +13,10 @@
 //! SIGINT (Ctrl-C) it deregisters at once, waits `--drain-ms` so that clients see
 //! the removal, finishes the requests in flight and exits 0. If it crashes
 //! instead, its key disappears when the lease runs out, after `--ttl` seconds.
+//!
+//! If etcd cannot be reached at startup, it exits at once with an error, or,
+//! with `--etcd-wait-ms N`, keeps trying for up to N ms and starts once etcd
+//! answers.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,10 +26,15 @@ use clap::Parser;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
-use tonic_etcd::{Instance, Registrar};
+use tonic_etcd::{Error, Instance, Registrar};
 
 use hello::greeter_server::{Greeter, GreeterServer};
 use hello::{HelloReply, HelloRequest};
+
+#[path = "common/etcd.rs"]
+mod etcd_args;
+#[path = "common/tls.rs"]
+mod tls_args;
 
 pub mod hello {
     tonic::include_proto!("helloworld");
@@ -41,15 +50,10 @@ struct Args {
     /// listen address.
     #[arg(long, value_name = "ADDR")]
     advertise: Option<String>,
-    /// etcd endpoints, comma-separated.
-    #[arg(
-        long,
-        value_name = "URLS",
-        env = "ETCD_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_delimiter = ','
-    )]
-    etcd: Vec<String>,
+    #[command(flatten)]
+    etcd: etcd_args::EtcdArgs,
+    #[command(flatten)]
+    tls: tls_args::ServerTlsArgs,
     /// Service name to register under.
     #[arg(long, value_name = "NAME", default_value = "helloworld")]
     service: String,
@@ -68,6 +72,19 @@ struct Args {
     /// Key prefix in etcd. Defaults to the format's own (`/services`).
     #[arg(long, value_name = "PREFIX")]
     namespace: Option<String>,
+    /// How long to wait for etcd at startup, in milliseconds, retrying the
+    /// registration meanwhile. 0 fails at once when etcd cannot be reached.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    etcd_wait_ms: u64,
+    /// Registry format: native, etcd-naming, kratos, go-zero, plain or
+    /// versioned-json.
+    #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
+    format: String,
+}
+
+/// Accepts the names of `tonic_etcd::codec::FORMATS`.
+fn format_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(tonic_etcd::codec::FORMATS)
 }
 
 /// Greets with the advertised address, so that clients see who answered.
@@ -103,7 +120,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Handle signals from the start, so that an early SIGTERM still stops cleanly.
-    let stop = stop_signal()?;
+    let mut stop = Box::pin(stop_signal()?);
 
     // Bind before registering: a client that discovers us can connect at once.
     let incoming = TcpIncoming::bind(args.listen)
@@ -124,14 +141,44 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(version) = args.version {
         instance = instance.with_version(version);
     }
+    let instance = args.tls.annotate(instance);
     instance.validate()?;
 
-    let etcd = tonic_etcd::connect(&args.etcd).await?;
-    let mut registrar = Registrar::new(etcd).ttl(Duration::from_secs(args.ttl));
+    let etcd = args.etcd.connect().await?;
+    let codec = tonic_etcd::codec::by_name(&args.format).expect("clap checked the format");
+    let wait = Duration::from_millis(args.etcd_wait_ms);
+    let mut registrar = Registrar::new(etcd)
+        .codec_arc(codec)
+        .ttl(Duration::from_secs(args.ttl))
+        .startup_timeout(wait);
     if let Some(namespace) = args.namespace {
         registrar = registrar.namespace(namespace);
     }
-    let registration = registrar.register(instance).await?;
+    let registering = tokio::select! {
+        result = registrar.register(instance) => result,
+        signal = &mut stop => {
+            // Still waiting for etcd (--etcd-wait-ms). At worst, an attempt cut
+            // short leaves a key that expires with its lease.
+            eprintln!("helloworld-server: {signal} before registering; stopped");
+            return Ok(());
+        }
+    };
+    let registration = registering.map_err(|error| {
+        let endpoints = args.etcd.endpoints();
+        match error {
+            Error::Etcd(_) | Error::Timeout(_) if wait.is_zero() => format!(
+                "cannot register with etcd at {endpoints}: {}; \
+                 is etcd running? (--etcd-wait-ms N waits for it)",
+                chain(&error)
+            ),
+            Error::Etcd(_) | Error::Timeout(_) => format!(
+                "cannot register with etcd at {endpoints} within {}ms: {}",
+                wait.as_millis(),
+                chain(&error)
+            ),
+            error => chain(&error),
+        }
+    })?;
     let key = registration.key().to_owned();
     eprintln!(
         "helloworld-server: listening on {listening}, registered {key} (ttl {}s)",
@@ -149,7 +196,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     };
-    Server::builder()
+    args.tls
+        .server(Server::builder())?
         .add_service(GreeterServer::new(Greeting { advertised }))
         .serve_with_incoming_shutdown(
             incoming,

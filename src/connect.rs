@@ -1,10 +1,20 @@
-//! Connecting to etcd with options suited to a registry.
+//! Connecting to etcd: endpoints, TLS, mutual TLS and user/password
+//! authentication, with options suited to a registry.
 
+use std::fmt;
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use tonic::Code;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+#[cfg(feature = "tls")]
+use crate::tls::Pem;
+
+#[cfg(feature = "tls")]
+mod probe;
 
 /// The etcd connection options this crate recommends.
 ///
@@ -14,7 +24,8 @@ use crate::error::Result;
 ///   connection is noticed by the keepalive and watch streams.
 /// - connect timeout 2 s.
 ///
-/// Add TLS or credentials to these options as your cluster needs.
+/// [`EtcdConfig`] adds TLS and credentials to these. (etcd-client's
+/// `ConnectOptions` shows the password in its `Debug` output: do not log it.)
 pub fn connect_options() -> ConnectOptions {
     ConnectOptions::new()
         .with_require_leader(true)
@@ -24,10 +35,450 @@ pub fn connect_options() -> ConnectOptions {
 }
 
 /// Connects to etcd at `endpoints` (e.g. `["http://127.0.0.1:2379"]`) with
-/// [`connect_options`].
+/// [`connect_options`], without TLS or authentication; see [`EtcdConfig`] for
+/// those.
 ///
 /// The connection is lazy: this succeeds even when etcd is down, and the first
 /// request reports the failure.
 pub async fn connect<E: AsRef<str>, S: AsRef<[E]>>(endpoints: S) -> Result<Client> {
     Ok(Client::connect(endpoints, Some(connect_options())).await?)
+}
+
+/// How to reach etcd: endpoints, TLS with a CA, mutual TLS, user and
+/// password, timeouts. [`connect`](EtcdConfig::connect) makes the client that
+/// [`Registrar`](crate::Registrar) and [`Discovery`](crate::Discovery) take.
+///
+/// ```no_run
+/// # async fn run() -> tonic_etcd::Result<()> {
+/// use tonic_etcd::EtcdConfig;
+///
+/// // Plain HTTP, as `tonic_etcd::connect` does:
+/// let etcd = EtcdConfig::new(["http://127.0.0.1:2379"]).connect().await?;
+///
+/// // TLS, client certificate, and a user whose role covers the service's prefix:
+/// let password = std::env::var("ETCD_PASSWORD").unwrap_or_default();
+/// let etcd = EtcdConfig::new(["https://etcd-0:2379", "https://etcd-1:2379"])
+///     .ca_file("/etc/etcd/ca.pem")
+///     .client_cert_files("/etc/etcd/client.pem", "/etc/etcd/client-key.pem")
+///     .user("greeter", password)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// TLS settings need the `tls` feature (on by default). With a CA or a client
+/// certificate, every endpoint must be `https://` (or have no scheme);
+/// without them, every endpoint must be `http://`.
+///
+/// With a user, the client authenticates when it connects, and again whenever
+/// etcd says its token expired (etcd-client's automatic token refresh).
+///
+/// The `Debug` output shows the user name and file paths, never the password
+/// or key material.
+#[derive(Clone)]
+pub struct EtcdConfig {
+    endpoints: Vec<String>,
+    #[cfg(feature = "tls")]
+    ca: Option<Pem>,
+    #[cfg(feature = "tls")]
+    identity: Option<(Pem, Pem)>,
+    #[cfg(feature = "tls")]
+    domain: Option<String>,
+    user: Option<(String, String)>,
+    connect_timeout: Duration,
+    keep_alive: (Duration, Duration),
+}
+
+impl fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("EtcdConfig");
+        s.field("endpoints", &self.endpoints);
+        #[cfg(feature = "tls")]
+        {
+            s.field("ca", &self.ca);
+            s.field("client_cert", &self.identity.as_ref().map(|(cert, _)| cert));
+            // Pem's Debug is the path, or a byte count for inline PEM.
+            s.field("client_key", &self.identity.as_ref().map(|(_, key)| key));
+            s.field("tls_domain", &self.domain);
+        }
+        s.field("user", &self.user.as_ref().map(|(user, _)| user));
+        if self.user.is_some() {
+            s.field("password", &format_args!("<redacted>"));
+        }
+        s.field("connect_timeout", &self.connect_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
+}
+
+impl EtcdConfig {
+    /// Connect timeout when none is set.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// etcd at `endpoints`, e.g. `["https://10.0.0.1:2379", "https://10.0.0.2:2379"]`,
+    /// with the defaults of [`connect_options`]. The client balances over the
+    /// endpoints.
+    pub fn new<I>(endpoints: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            #[cfg(feature = "tls")]
+            ca: None,
+            #[cfg(feature = "tls")]
+            identity: None,
+            #[cfg(feature = "tls")]
+            domain: None,
+            user: None,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            keep_alive: (Duration::from_secs(5), Duration::from_secs(3)),
+        }
+    }
+
+    /// The endpoints, as given.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file at `path` to sign etcd's
+    /// server certificates. Read by [`connect`](Self::connect). Defaults to
+    /// none: plain HTTP.
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["https://127.0.0.1:2379"]).ca_file("ca.pem");
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Like [`ca_file`](Self::ca_file), with the PEM in memory.
+    #[cfg(feature = "tls")]
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(Pem::Inline(pem.into()));
+        self
+    }
+
+    /// Presents the client certificate (chain) in the PEM file `cert`, with
+    /// the private key in the PEM file `key`, for etcd's
+    /// `--client-cert-auth`. Read by [`connect`](Self::connect). Needs a CA
+    /// too. Defaults to none.
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["https://127.0.0.1:2379"])
+    ///     .ca_file("ca.pem")
+    ///     .client_cert_files("client.pem", "client-key.pem");
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn client_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Like [`client_cert_files`](Self::client_cert_files), with the PEM in
+    /// memory.
+    #[cfg(feature = "tls")]
+    pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
+        self
+    }
+
+    /// The name to check etcd's server certificates against. Defaults to the
+    /// host of each endpoint (an IP address must then be among the
+    /// certificate's subject alternative names).
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["https://10.0.0.1:2379"])
+    ///     .ca_file("ca.pem")
+    ///     .tls_domain("etcd.internal");
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_domain(mut self, name: impl Into<String>) -> Self {
+        self.domain = Some(name.into());
+        self
+    }
+
+    /// Authenticates as `user` with `password` (etcd's `--auth`). Defaults to
+    /// none. The password never appears in `Debug` output, logs or errors.
+    ///
+    /// ```
+    /// let password = std::env::var("ETCD_PASSWORD").unwrap_or_default();
+    /// let config = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"]).user("greeter", password);
+    /// ```
+    pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How long a TCP connect to a member, and then a TLS handshake, may take.
+    /// [`connect`](Self::connect) itself gives up after twice this. Defaults
+    /// to [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT) (2 s).
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"])
+    ///     .connect_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keepalive: a ping every `interval`, the connection closed if
+    /// not answered within `timeout`, also while idle; this is how the
+    /// keepalive and watch streams notice a dead connection. Defaults to 5 s
+    /// and 3 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"])
+    ///     .keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    /// ```
+    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = (interval, timeout);
+        self
+    }
+
+    /// The etcd-client options this configuration stands for, with the
+    /// certificate files read, for use with [`Client::connect`] directly.
+    ///
+    /// Fails with [`Error::Config`] for settings that cannot work together,
+    /// or [`Error::ReadFile`] for a file that cannot be read. (The returned
+    /// options show the password in their `Debug` output.)
+    pub fn options(&self) -> Result<ConnectOptions> {
+        Ok(self.prepare()?.0)
+    }
+
+    /// Connects: reads the certificate files, checks TLS, and with a user,
+    /// authenticates.
+    ///
+    /// With TLS, each endpoint gets a TLS handshake first, so that a wrong
+    /// CA, a certificate that does not fit the endpoint's name, or a client
+    /// certificate that etcd refuses or requires fails here, named as such
+    /// ([`Error::Tls`]), within the connect timeout. (Through the client, the
+    /// last two would only show as "connection closed".) An endpoint that
+    /// cannot be reached does not fail the check.
+    ///
+    /// Without a user the connection is then lazy, as with [`connect`]: this
+    /// succeeds even when etcd is down, and the first request reports the
+    /// failure. With a user, etcd must answer now.
+    ///
+    /// Fails with [`Error::Config`] or [`Error::ReadFile`] as
+    /// [`options`](Self::options) does; with [`Error::Tls`] as above; with
+    /// [`Error::Auth`] if etcd refuses the user or password; with
+    /// [`Error::Etcd`] if etcd cannot be reached to authenticate; with
+    /// [`Error::Timeout`] if authenticating takes more than twice the connect
+    /// timeout.
+    pub async fn connect(&self) -> Result<Client> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let (options, check) = self.prepare()?;
+        #[cfg(feature = "tls")]
+        if let Some(check) = check {
+            check.check(&self.endpoints).await?;
+        }
+        let limit = self.connect_timeout * 2;
+        let connecting = Client::connect(&self.endpoints, Some(options));
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(source)) => match &self.user {
+                Some((user, _)) if is_refusal(&source) => Err(Error::Auth {
+                    user: user.clone(),
+                    source,
+                }),
+                _ => Err(Error::Etcd(source)),
+            },
+            Err(_) => Err(Error::Timeout(limit)),
+        }
+    }
+
+    /// The options, and with TLS the handshake check of [`connect`](Self::connect).
+    fn prepare(&self) -> Result<(ConnectOptions, Option<Check>)> {
+        self.check_endpoints()?;
+        let mut options = connect_options()
+            .with_keep_alive(self.keep_alive.0, self.keep_alive.1)
+            .with_connect_timeout(self.connect_timeout);
+        if let Some((user, password)) = &self.user {
+            // A simple token expires after `--auth-token-ttl` without use, and
+            // is valid only on the member that issued it.
+            options = options
+                .with_user(user, password)
+                .with_auto_token_refresh(true);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(ca) = &self.ca {
+            use etcd_client::{Certificate, Identity, TlsOptions};
+
+            let ca = ca.load("etcd CA certificate")?;
+            let identity = match &self.identity {
+                Some((cert, key)) => Some((
+                    cert.load("etcd client certificate")?,
+                    key.load("etcd client key")?,
+                )),
+                None => None,
+            };
+            let check = probe::TlsProbe::new(
+                &ca,
+                identity
+                    .as_ref()
+                    .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+                self.domain.clone(),
+                self.connect_timeout,
+            )?;
+            let mut tls = TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .timeout(self.connect_timeout);
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            if let Some(domain) = &self.domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            return Ok((options.with_tls(tls), Some(check)));
+        }
+        Ok((options, None))
+    }
+
+    fn tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.ca.is_some() || self.identity.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    fn check_endpoints(&self) -> Result<()> {
+        let config = |reason: String| Err(Error::Config { reason });
+        if self.endpoints.is_empty() {
+            return config("no etcd endpoints".into());
+        }
+        #[cfg(feature = "tls")]
+        if self.identity.is_some() && self.ca.is_none() {
+            return config("an etcd client certificate needs the etcd CA (ca_file) too".into());
+        }
+        let tls = self.tls();
+        for endpoint in &self.endpoints {
+            let scheme = endpoint.split_once("://").map(|(scheme, _)| scheme);
+            match scheme {
+                Some("http") if tls => {
+                    return config(format!(
+                        "etcd endpoint {endpoint:?} is plain http:// but TLS is configured; use https://"
+                    ))
+                }
+                Some("https") if !tls && cfg!(feature = "tls") => {
+                    return config(format!(
+                        "etcd endpoint {endpoint:?} is https:// but no CA is configured (ca_file)"
+                    ))
+                }
+                Some("https") if !tls => {
+                    return config(format!(
+                        "etcd endpoint {endpoint:?} is https://, which needs the `tls` feature of tonic-etcd"
+                    ))
+                }
+                Some("http" | "https") | None => {}
+                Some(other) => {
+                    return config(format!(
+                        "etcd endpoint {endpoint:?} has scheme {other:?}; use http:// or https://"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TLS check of [`EtcdConfig::connect`].
+#[cfg(feature = "tls")]
+type Check = probe::TlsProbe;
+/// Without TLS there is nothing to check.
+#[cfg(not(feature = "tls"))]
+type Check = std::convert::Infallible;
+
+/// Whether etcd answered an Authenticate call with a refusal (as opposed to
+/// not answering: unreachable, TLS failure, timeout).
+fn is_refusal(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::NotFound
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_password() {
+        let config = EtcdConfig::new(["http://127.0.0.1:2379"]).user("greeter", "hunter2");
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("greeter") && debug.contains("<redacted>"),
+            "{debug}"
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn debug_shows_no_key_material() {
+        let config = EtcdConfig::new(["https://127.0.0.1:2379"])
+            .ca_file("/etc/etcd/ca.pem")
+            .client_cert_pem(
+                "-----BEGIN CERTIFICATE-----",
+                "-----BEGIN PRIVATE KEY----- secret",
+            );
+        let debug = format!("{config:?}");
+        assert!(debug.contains("/etc/etcd/ca.pem"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused_before_connecting() {
+        let refused = |config: EtcdConfig| match config.options() {
+            Err(Error::Config { reason }) => reason,
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+        };
+        assert!(refused(EtcdConfig::new(Vec::<String>::new())).contains("no etcd endpoints"));
+        assert!(refused(EtcdConfig::new(["https://127.0.0.1:2379"])).contains("https://"));
+        assert!(refused(EtcdConfig::new(["unix:///tmp/etcd"])).contains("scheme"));
+        #[cfg(feature = "tls")]
+        {
+            let tls =
+                EtcdConfig::new(["http://127.0.0.1:2379"]).ca_pem("-----BEGIN CERTIFICATE-----");
+            assert!(refused(tls).contains("plain http://"));
+            let no_ca = EtcdConfig::new(["https://127.0.0.1:2379"]).client_cert_pem("", "");
+            assert!(refused(no_ca).contains("needs the etcd CA"));
+        }
+        assert!(EtcdConfig::new(["127.0.0.1:2379", "http://127.0.0.1:2380"])
+            .options()
+            .is_ok());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_unreadable_ca_is_named_in_the_error() {
+        let config = EtcdConfig::new(["https://127.0.0.1:2379"]).ca_file("/nonexistent/ca.pem");
+        let error = config.options().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ReadFile {
+                    what: "etcd CA certificate",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "cannot read etcd CA certificate from /nonexistent/ca.pem"
+        );
+    }
 }

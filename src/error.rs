@@ -119,4 +119,48 @@ pub enum Error {
         /// The etcd key.
         key: String,
     },
+    /// A connection setting that cannot work, found before connecting: no
+    /// endpoints, TLS options with a plain `http://` endpoint, a file that is
+    /// not PEM, ...
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong, naming the setting.
+        reason: String,
+    },
+    /// A certificate, key or CA file that cannot be read.
+    #[error("cannot read {what} from {}", path.display())]
+    ReadFile {
+        /// Which file: "etcd CA certificate", "private key", ...
+        what: &'static str,
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with an etcd endpoint failed in a way a retry will
+    /// not fix: its certificate is not signed by the configured CA or not
+    /// valid for its name, or etcd refused (or required) the client
+    /// certificate.
+    #[error("TLS with etcd at {endpoint} failed: {reason}")]
+    Tls {
+        /// The endpoint, as configured.
+        endpoint: String,
+        /// What it means for the configuration.
+        reason: String,
+        /// The TLS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// etcd refused to authenticate the user: wrong password, unknown user, or
+    /// authentication not enabled on the cluster. The password is never part
+    /// of the error.
+    #[error("etcd refused to authenticate user {user:?}")]
+    Auth {
+        /// The user name.
+        user: String,
+        /// etcd's answer.
+        #[source]
+        source: etcd_client::Error,
+    },
 }

@@ -45,7 +45,16 @@
 //! - [`codec`]: registry layouts ([`Codec`], [`Native`](codec::Native)).
 //! - [`registration`]: [`Registrar`], [`Registration`], graceful shutdown.
 //! - [`discovery`]: [`Discovery`], the [`Discovered`] stream, [`Health`].
-//! - [`balance`]: the tonic `balance_channel` driver and endpoint templates.
+//! - [`balance`]: the crate's [`Balancer`] with its [`Policy`], the tonic
+//!   `balance_channel` driver, and endpoint templates.
+//! - [`EtcdConfig`]: endpoints, TLS, mutual TLS and authentication to etcd.
+//! - `tls`: TLS to the services (`https://` endpoint templates).
+//!
+//! # Feature flags
+//!
+//! - `tls` (default): TLS and mutual TLS, to etcd ([`EtcdConfig::ca_file`],
+//!   [`EtcdConfig::client_cert_files`]) and to the services (the `tls`
+//!   module), with rustls and ring. Without it, only `http://` works.
 
 #![warn(
     missing_docs,
@@ -63,9 +72,12 @@ pub mod discovery;
 mod error;
 pub mod instance;
 pub mod registration;
+#[cfg(feature = "tls")]
+pub mod tls;
 
+pub use balance::{Balancer, Policy};
 pub use codec::Codec;
-pub use connect::{connect, connect_options};
+pub use connect::{connect, connect_options, EtcdConfig};
 pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
 pub use error::{Error, Result};
 pub use instance::Instance;
@@ -77,6 +89,7 @@ pub use etcd_client;
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Error>();
+    assert_send_sync::<EtcdConfig>();
     assert_send_sync::<Instance>();
     assert_send_sync::<Registrar>();
     assert_send_sync::<Registration>();

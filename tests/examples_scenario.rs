@@ -4,30 +4,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{wait_until, Etcd};
-
-fn example(name: &str) -> PathBuf {
-    // target/{profile}/deps/this-test → target/{profile}/examples/{name}
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} not built; `cargo test` builds examples",
-        path.display()
-    );
-    path
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -45,7 +27,7 @@ struct Server {
 impl Server {
     fn start(etcd: &str, service: &str, port: u16) -> Server {
         let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(example("helloworld-server"))
+        let child = Command::new(support::example_bin("helloworld-server"))
             .args(["--listen", &addr, "--etcd", etcd, "--service", service])
             .args(["--ttl", "3", "--drain-ms", "300"])
             .stdout(Stdio::null())
@@ -68,7 +50,7 @@ impl Drop for Server {
 }
 
 fn client(etcd: &str, service: &str, requests: u32) -> Output {
-    Command::new(example("helloworld-client"))
+    Command::new(support::example_bin("helloworld-client"))
         .args(["--etcd", etcd, "--service", service])
         .args(["--requests", &requests.to_string(), "--timeout-ms", "2000"])
         .output()

@@ -1,4 +1,26 @@
-//! Feeding tonic's balanced [`Channel`] from a discovery.
+//! Load balancing over the instances of a discovery: the crate's own
+//! [`Balancer`], or tonic's balanced [`Channel`].
+//!
+//! # The crate's own balancer
+//!
+//! A [`Balancer`] is a cloneable `tower::Service` for any tonic generated
+//! client, with a [`Policy`]: round robin, smooth weighted round robin over
+//! the registry weights, or power of two choices over peak-EWMA load. It fails
+//! fast when no endpoint is ready, ejects endpoints it cannot connect to (and
+//! probes them back), retries requests that were never sent, and applies
+//! discovery changes as they come, with or without traffic. See [`Balancer`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tonic_etcd::{Discovery, Policy};
+//!
+//! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+//! let balancer = Discovery::new(etcd, "helloworld").balancer(Policy::RoundRobin).await?;
+//! // let mut client = GreeterClient::new(balancer);
+//! # Ok(()) }
+//! ```
+//!
+//! # tonic's balanced channel
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +53,7 @@
 //! # What tonic's balanced channel does and does not do
 //!
 //! These come from tonic and tower, not from this crate; the crate's own
-//! balancer (round robin, weighted, peak-EWMA) is planned to address them.
+//! [`Balancer`] (round robin, weighted, peak-EWMA p2c) addresses each of them.
 //!
 //! 1. **Random pick.** The channel is tower's power-of-two-choices balancer
 //!    with no load metric: each request goes to a random ready endpoint. It is
@@ -53,6 +75,7 @@
 //! Set `connect_timeout` and HTTP/2 keepalive on every endpoint (as
 //! [`default_endpoint`] does), or black-holed addresses hang requests.
 
+mod balancer;
 mod driver;
 
 use std::time::Duration;
@@ -63,6 +86,10 @@ use tracing::{info_span, Instrument};
 use crate::discovery::{Discovered, Discovery};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
+
+pub use balancer::{
+    Balancer, BalancerBuilder, EndpointStatus, ParsePolicyError, Policy, ResponseFuture,
+};
 
 /// How many changes tonic's channel queues before the driver holds them back.
 const CHANGE_CAPACITY: usize = 64;

@@ -219,10 +219,11 @@ impl Discovery {
     ///
     /// Fails with [`Error::InvalidServiceName`](crate::Error::InvalidServiceName),
     /// [`Error::InvalidNamespace`](crate::Error::InvalidNamespace), or
-    /// [`Error::Etcd`](crate::Error::Etcd) if the initial Get fails. The Get
-    /// has no deadline of its own (an unreachable etcd fails at the connect
-    /// timeout of the client); wrap the call in [`tokio::time::timeout`] to set
-    /// one.
+    /// [`Error::Etcd`](crate::Error::Etcd) if the initial Get fails. A page of
+    /// the Get that fails on its way (a member of the cluster down or electing
+    /// a leader) is sent again up to 4 times within 300 ms first. The Get has
+    /// no deadline of its own (an unreachable etcd fails at the connect timeout
+    /// of the client); wrap the call in [`tokio::time::timeout`] to set one.
     #[instrument(name = "discovery_start", skip(self), fields(service = %self.service))]
     pub async fn start(self) -> Result<Discovered> {
         validate_service_name(&self.service)?;

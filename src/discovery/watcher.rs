@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::state::Event;
 use super::stream::Shared;
 use super::Health;
+use crate::backoff::retry_transient;
 use crate::codec::key_str;
 use crate::instance::Instance;
 
@@ -55,6 +56,12 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// Whether etcd refused the auth token: etcd's `ErrInvalidAuthToken`, as a
+/// watch's cancel reason or a gRPC status.
+fn is_token_refused(reason: &str) -> bool {
+    reason.contains("invalid auth token")
+}
+
 fn is_compacted(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("compacted"))
 }
@@ -62,7 +69,7 @@ fn is_compacted(error: &etcd_client::Error) -> bool {
 /// Reads every key under `prefix`, in pages of [`PAGE_SIZE`], all pinned at the
 /// revision of the first page. If that revision is compacted between pages, the
 /// read starts over (a few times) at a newer revision.
-pub(crate) async fn fetch(mut kv: KvClient, prefix: &str) -> Result<Snapshot, etcd_client::Error> {
+pub(crate) async fn fetch(kv: KvClient, prefix: &str) -> Result<Snapshot, etcd_client::Error> {
     let end = prefix_end(prefix.as_bytes());
     let mut restarts = 0;
     'read: loop {
@@ -76,7 +83,14 @@ pub(crate) async fn fetch(mut kv: KvClient, prefix: &str) -> Result<Snapshot, et
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let mut page = match kv.get(from.clone(), Some(options)).await {
+            // Sent again at once if it fails on its way (a member of the
+            // cluster down or electing a leader), so that `start` does not fail
+            // because one endpoint of several is gone.
+            let get = retry_transient(|| {
+                let (mut kv, from, options) = (kv.clone(), from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            });
+            let mut page = match get.await {
                 Ok(page) => page,
                 Err(error) if revision > 0 && restarts < 3 && is_compacted(&error) => {
                     restarts += 1;
@@ -169,6 +183,9 @@ pub(crate) struct Watcher {
     revision: i64,
     /// The next session must start with a Get.
     resync: bool,
+    /// etcd refused our auth token (expired, or issued by another member):
+    /// authenticate again before the next watch.
+    reauthenticate: bool,
 }
 
 impl Watcher {
@@ -188,6 +205,7 @@ impl Watcher {
             health,
             revision,
             resync: false,
+            reauthenticate: false,
         }
     }
 
@@ -238,6 +256,29 @@ impl Watcher {
 
     /// One Watch (preceded by a Get if a resync is due), until it fails.
     async fn session(&mut self, backoff: &mut Backoff) -> Session {
+        if self.reauthenticate {
+            // A watch carries the token only when it is created, and etcd
+            // refuses an expired one in the watch response, where
+            // etcd-client's automatic refresh does not look.
+            match unless_closed(
+                &self.tx,
+                timeout(REQUEST_TIMEOUT, self.client.refresh_token()),
+            )
+            .await
+            {
+                None => return Session::Shutdown,
+                Some(Err(_)) => {
+                    return Session::Failed(format!(
+                        "authentication timed out after {REQUEST_TIMEOUT:?}"
+                    ))
+                }
+                Some(Ok(Err(error))) => return Session::Failed(format!("authentication: {error}")),
+                Some(Ok(Ok(()))) => {
+                    info!("authenticated again after etcd refused the token");
+                    self.reauthenticate = false;
+                }
+            }
+        }
         let resynced = self.resync;
         if self.resync {
             let kv = self.client.kv_client();
@@ -290,7 +331,10 @@ impl Watcher {
                         "etcd did not confirm the watch within {CREATE_TIMEOUT:?}"
                     ))
                 }
-                Some(Ok(Err(error))) => return Session::Failed(format!("watch: {error}")),
+                Some(Ok(Err(error))) => {
+                    self.reauthenticate = is_token_refused(&error.to_string());
+                    return Session::Failed(format!("watch: {error}"));
+                }
                 Some(Ok(Ok((_, None)))) => {
                     return Session::Failed("watch stream ended before it was created".into())
                 }
@@ -353,6 +397,7 @@ impl Watcher {
             return Some(Session::Resync);
         }
         if response.canceled() {
+            self.reauthenticate = is_token_refused(response.cancel_reason());
             return Some(Session::Failed(format!(
                 "watch canceled by etcd: {}",
                 response.cancel_reason()

@@ -13,7 +13,7 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::RegistrationState;
-use crate::backoff::Backoff;
+use crate::backoff::{retry_transient, Backoff};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::instance::Instance;
@@ -58,8 +58,10 @@ pub(super) struct Task {
     ttl: i64,
     codec: Arc<dyn Codec>,
     state: watch::Sender<RegistrationState>,
-    /// A lease we left behind, revoked once a new one holds the key.
-    stale_lease: Option<i64>,
+    /// Leases of ours that may still hold the key: the one lost, and those
+    /// granted by attempts that failed after their put. Revoked once a new
+    /// lease holds the key; never before, or the key would go with them.
+    stale_leases: Vec<i64>,
 }
 
 impl Task {
@@ -83,7 +85,7 @@ impl Task {
             ttl,
             codec,
             state,
-            stale_lease: None,
+            stale_leases: Vec::new(),
         }
     }
 
@@ -113,15 +115,34 @@ impl Task {
             .clamp(Duration::from_secs(1), Duration::from_secs(5))
     }
 
-    async fn call<T, F>(&self, what: F) -> Result<T>
+    /// Sends one etcd request built by `request` from a client, again at once
+    /// if it fails on its way (a member down or changing leader), all within
+    /// [`request_timeout`](Self::request_timeout).
+    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T>
     where
-        F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let limit = self.request_timeout();
-        match timeout(limit, what).await {
+        let client = &self.client;
+        match timeout(limit, retry_transient(|| request(client.clone()))).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(Error::Timeout(limit)),
         }
+    }
+
+    /// Puts the key with our value on `lease_id`.
+    async fn put(&self, lease_id: i64) -> Result<etcd_client::PutResponse> {
+        let (key, value) = (self.key.as_str(), &self.value);
+        self.call(|mut client| {
+            let value = value.clone();
+            async move {
+                client
+                    .put(key, value, Some(PutOptions::new().with_lease(lease_id)))
+                    .await
+            }
+        })
+        .await
     }
 
     /// Registers for the first time, retrying until `deadline` if one is given.
@@ -137,10 +158,16 @@ impl Task {
                     return Ok(SessionHandle(session));
                 }
                 Err(error) => {
-                    let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        // No key of a failed registration may outlive it.
+                        for lease in std::mem::take(&mut self.stale_leases) {
+                            self.revoke_in_background(lease);
+                        }
                         return Err(error);
                     }
+                    // The last attempt is made at the deadline.
+                    let delay = backoff.next_delay().min(deadline - now);
                     warn!(key = %self.key, %error, "etcd not reachable yet, retrying");
                     self.set_reconnecting(&error, backoff.attempts());
                     tokio::time::sleep(delay).await;
@@ -152,12 +179,17 @@ impl Task {
     /// Grants a lease, puts the key with it and opens the keepalive and watch
     /// streams. `recovering` checks first that no other lease took the key.
     async fn establish(&mut self, recovering: bool) -> Result<Session> {
-        let mut client = self.client.clone();
+        let key = self.key.as_str();
         if recovering {
-            let found = self.call(client.get(self.key.as_str(), None)).await?;
+            let found = self
+                .call(|mut client| async move { client.get(key, None).await })
+                .await?;
             if let Some(kv) = found.kvs().first() {
                 let lease = kv.lease();
-                if lease != 0 && Some(lease) != self.stale_lease && self.lease_alive(lease).await? {
+                if lease != 0
+                    && !self.stale_leases.contains(&lease)
+                    && self.lease_alive(lease).await?
+                {
                     return Err(Error::Displaced {
                         key: self.key.clone(),
                         by_lease: lease,
@@ -165,43 +197,47 @@ impl Task {
                 }
             }
         }
-        let lease_id = self.call(client.lease_grant(self.ttl, None)).await?.id();
+        let ttl = self.ttl;
+        let lease_id = self
+            .call(|mut client| async move { client.lease_grant(ttl, None).await })
+            .await?
+            .id();
         match self.open(lease_id).await {
             Ok(session) => {
-                if let Some(stale) = self.stale_lease.take() {
+                // The key is on the new lease now: the old ones can go.
+                for stale in std::mem::take(&mut self.stale_leases) {
                     self.revoke_in_background(stale);
                 }
                 Ok(session)
             }
             Err(error) => {
-                self.revoke_in_background(lease_id);
+                // The put may have landed: revoking this lease now would delete
+                // the key. Keep it with the stale ones until a lease holds it.
+                self.stale_leases.push(lease_id);
                 Err(error)
             }
         }
     }
 
     async fn lease_alive(&self, lease: i64) -> Result<bool> {
-        let mut client = self.client.clone();
-        let resp = self.call(client.lease_time_to_live(lease, None)).await?;
+        let resp = self
+            .call(|mut client| async move { client.lease_time_to_live(lease, None).await })
+            .await?;
         Ok(resp.ttl() > 0)
     }
 
     async fn open(&self, lease_id: i64) -> Result<Session> {
-        let mut client = self.client.clone();
-        let put = self
-            .call(client.put(
-                self.key.as_str(),
-                self.value.clone(),
-                Some(PutOptions::new().with_lease(lease_id)),
-            ))
-            .await?;
+        let put = self.put(lease_id).await?;
         let revision = put.header().map_or(0, |h| h.revision());
-        let (keeper, keepalive) = self.call(client.lease_keep_alive(lease_id)).await?;
+        let (keeper, keepalive) = self
+            .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
+            .await?;
+        let key = self.key.as_str();
         let watch = self
-            .call(client.watch(
-                self.key.as_str(),
-                Some(WatchOptions::new().with_start_revision(revision + 1)),
-            ))
+            .call(|mut client| async move {
+                let options = WatchOptions::new().with_start_revision(revision + 1);
+                client.watch(key, Some(options)).await
+            })
             .await?;
         info!(key = %self.key, lease_id, revision, "registered");
         Ok(Session {
@@ -213,10 +249,14 @@ impl Task {
     }
 
     fn revoke_in_background(&self, lease_id: i64) {
-        let mut client = self.client.clone();
+        let client = self.client.clone();
         let limit = self.request_timeout();
         tokio::spawn(async move {
-            match timeout(limit, client.lease_revoke(lease_id)).await {
+            let revoke = retry_transient(|| {
+                let mut client = client.clone();
+                async move { client.lease_revoke(lease_id).await }
+            });
+            match timeout(limit, revoke).await {
                 Ok(Ok(_)) => debug!(lease_id, "revoked stale lease"),
                 Ok(Err(error)) => debug!(lease_id, %error, "stale lease not revoked"),
                 Err(_) => debug!(lease_id, "stale lease revoke timed out"),
@@ -280,7 +320,7 @@ impl Task {
                 Outcome::Lost(error) => {
                     warn!(key = %self.key, lease_id, %error, "lease lost, registering again");
                     self.set_reconnecting(&error, 0);
-                    self.stale_lease = Some(lease_id);
+                    self.stale_leases.push(lease_id);
                 }
                 Outcome::Displaced(by_lease) => {
                     self.displaced(by_lease, Some(lease_id), &mut commands)
@@ -335,13 +375,16 @@ impl Task {
                             match event.event_type() {
                                 EventType::Delete => {
                                     warn!(key = %self.key, lease_id, "key deleted while the lease lives, putting it back");
-                                    let mut client = self.client.clone();
-                                    let put = client.put(
-                                        self.key.as_str(),
-                                        self.value.clone(),
-                                        Some(PutOptions::new().with_lease(lease_id)),
-                                    );
-                                    if let Err(error) = self.call(put).await {
+                                    if let Err(error) = self.put(lease_id).await {
+                                        return Outcome::Lost(error);
+                                    }
+                                }
+                                EventType::Put if kv.lease() == 0 => {
+                                    // Registrations always write with a lease:
+                                    // this is a hand-made write (garbage, a
+                                    // test value). Ours is the live instance.
+                                    warn!(key = %self.key, lease_id, "key overwritten without a lease, putting ours back");
+                                    if let Err(error) = self.put(lease_id).await {
                                         return Outcome::Lost(error);
                                     }
                                 }
@@ -359,13 +402,7 @@ impl Task {
                     Some(Command::Update { instance, value, reply }) => {
                         self.instance = instance;
                         self.value = value;
-                        let mut client = self.client.clone();
-                        let put = client.put(
-                            self.key.as_str(),
-                            self.value.clone(),
-                            Some(PutOptions::new().with_lease(lease_id)),
-                        );
-                        match self.call(put).await {
+                        match self.put(lease_id).await {
                             Ok(_) => {
                                 info!(key = %self.key, lease_id, "registration updated");
                                 let _ = reply.send(Ok(()));
@@ -393,7 +430,10 @@ impl Task {
         warn!(key = %self.key, by_lease, "displaced by a newer registration of the same key; stopping");
         self.state
             .send_replace(RegistrationState::Displaced { by_lease });
-        for lease in own_lease.into_iter().chain(self.stale_lease.take()) {
+        for lease in own_lease
+            .into_iter()
+            .chain(std::mem::take(&mut self.stale_leases))
+        {
             self.revoke_in_background(lease);
         }
         while let Some(command) = commands.recv().await {
@@ -413,25 +453,50 @@ impl Task {
         self.state.send_replace(RegistrationState::Deregistered);
     }
 
-    /// Deletes the key if it is still held by `lease_id` (or by the stale lease),
-    /// then revokes the leases.
+    /// Deletes the key if one of our leases (`lease_id` or a stale one) still
+    /// holds it, then revokes those leases.
     async fn finish(&mut self, lease_id: Option<i64>, reply: Option<oneshot::Sender<Result<()>>>) {
-        let mut result = Ok(());
-        for lease in lease_id.into_iter().chain(self.stale_lease.take()) {
-            let mut client = self.client.clone();
-            let txn = Txn::new()
-                .when([Compare::lease(self.key.as_str(), CompareOp::Equal, lease)])
-                .and_then([TxnOp::delete(self.key.as_str(), None)]);
-            if let Err(error) = self.call(client.txn(txn)).await {
-                result = Err(error);
-                continue;
+        let ours: Vec<i64> = lease_id
+            .into_iter()
+            .chain(std::mem::take(&mut self.stale_leases))
+            .collect();
+        let key = self.key.as_str();
+        // Two requests whatever the number of leases: which lease holds the
+        // key, then a delete on condition that it still does.
+        let delete = async {
+            let found = self
+                .call(|mut client| async move { client.get(key, None).await })
+                .await?;
+            let Some(holder) = found.kvs().first().map(|kv| kv.lease()) else {
+                return Ok(());
+            };
+            if !ours.contains(&holder) {
+                return Ok(());
             }
-            if let Err(error) = self.call(client.lease_revoke(lease)).await {
-                // Lease already gone is the goal anyway.
-                if !error.to_string().contains("lease not found") {
-                    result = Err(error);
+            self.call(|mut client| async move {
+                let txn = Txn::new()
+                    .when([Compare::lease(key, CompareOp::Equal, holder)])
+                    .and_then([TxnOp::delete(key, None)]);
+                client.txn(txn).await
+            })
+            .await
+            .map(drop)
+        };
+        let mut result = delete.await;
+        if result.is_ok() {
+            if let Some(lease) = lease_id {
+                let revoke = |mut client: Client| async move { client.lease_revoke(lease).await };
+                if let Err(error) = self.call(revoke).await {
+                    // Lease already gone is the goal anyway.
+                    if !error.to_string().contains("lease not found") {
+                        result = Err(error);
+                    }
                 }
             }
+        }
+        // The stale leases hold nothing now, or expire on their own.
+        for lease in ours.into_iter().filter(|l| Some(*l) != lease_id) {
+            self.revoke_in_background(lease);
         }
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),

@@ -9,9 +9,14 @@
 //!   that fails or closes, no answer for a whole TTL) grants a **fresh** lease and
 //!   puts the same key again, retrying with jittered exponential backoff for as
 //!   long as the guard lives, so etcd restarts, leader changes and even an etcd that
-//!   lost its data are survived;
-//! - watches its own key: a key deleted behind its back is put back at once, and a
-//!   key now carrying another lease means a newer registration of the same key took
+//!   lost its data are survived. The lost lease keeps holding the key until the
+//!   fresh one does (then it is revoked), so discovery sees nothing;
+//! - sends each etcd request that fails on its way (a member of the cluster down
+//!   or electing a leader) again, up to 4 times within 300 ms, as etcd-client
+//!   keeps routing some requests to a dead member;
+//! - watches its own key: a key deleted or overwritten without a lease behind its
+//!   back (`etcdctl del`, `etcdctl put`) is put back at once, and a key now
+//!   carrying another lease means a newer registration of the same key took
 //!   over: this one reports [`RegistrationState::Displaced`] and stops re-putting.
 //!
 //! [`Registration::deregister`] stops that task first, then deletes the key (only
@@ -160,9 +165,12 @@ impl Registrar {
     }
 
     /// How long [`register`](Registrar::register) keeps retrying while etcd
-    /// cannot be reached. Defaults to zero: the first failure is returned at once.
+    /// cannot be reached. Defaults to zero: the first failure is returned at once
+    /// (after about 0.3 s of quick retries of the failed request).
     ///
-    /// Past the deadline, `register` fails with the last etcd error.
+    /// Attempts follow a jittered backoff from 100 ms to 1 s, the last one at
+    /// the deadline; if that fails too, `register` returns the last etcd error.
+    /// Each failed attempt is logged (`warn!`).
     ///
     /// ```
     /// # fn f(client: tonic_etcd::etcd_client::Client) {

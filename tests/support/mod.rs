@@ -14,6 +14,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod secure;
+
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
@@ -526,4 +529,26 @@ fn tail(path: &Path, max: u64) -> String {
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The path of an example binary, e.g. `helloworld-server`.
+///
+/// Tests that drive the examples need them built as binaries first:
+/// `cargo build --examples` (which `make test` runs before `cargo test`);
+/// `cargo test --all-targets` alone builds examples only as test harnesses.
+pub fn example_bin(name: &str) -> PathBuf {
+    // target/{profile}/deps/this-test → target/{profile}/examples/{name}
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary under target/{profile}/deps")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --examples` first (`make test` does)",
+        path.display()
+    );
+    path
 }

@@ -1,0 +1,301 @@
+//! One request through the balancer: pick, send, and on a connection that
+//! could not be made, eject the endpoint and send again elsewhere.
+//!
+//! An `http::Request` cannot be cloned, and tonic's channel drops the request
+//! when it cannot connect. The body is therefore lent to each attempt through
+//! a shared slot ([`Lent`]): the attempt takes it out on its first read. When
+//! an attempt fails before anything was sent (see [`Failure`]) and the body is
+//! still in the slot, the headers (cloned) and the body make the same request
+//! again: on another endpoint if no connection could be made (the endpoint is
+//! ejected), on the same one first if its connection had just closed (the
+//! channel opens a new one). Each connection of an endpoint gets at most one
+//! attempt per request, plus that one reopening; an endpoint that comes back
+//! from an ejection has a new one.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use http_body::{Frame, SizeHint};
+use tonic::body::Body;
+use tonic::codegen::Bytes;
+use tonic::{ConnectError, Status};
+use tower::ServiceExt;
+use tracing::debug;
+
+use super::endpoints::{chain, Shared, Target};
+use super::BoxError;
+
+/// Sends `request` to an endpoint picked by the policy; see the module docs.
+pub(super) async fn send(
+    shared: Arc<Shared>,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, BoxError> {
+    let (parts, body) = request.into_parts();
+    let slot = Slot::new(body);
+    let deadline = tokio::time::Instant::now() + shared.wait();
+    let mut changes = shared.changes();
+    // Epochs of the targets tried: an endpoint that comes back after an
+    // ejection is a new target, worth a new attempt.
+    let mut tried: Vec<u64> = Vec::new();
+    // A connection that closed under a request is reopened by the channel:
+    // the same endpoint gets one more attempt before the others.
+    let mut again: Option<Arc<Target>> = None;
+    let mut reopened = false;
+    let mut last_error: Option<tonic::transport::Error> = None;
+    loop {
+        let target = match again.take() {
+            Some(target) => target,
+            None => match shared.pick(&tried) {
+                Some(target) => target,
+                None => {
+                    if !shared.wait().is_zero()
+                        && tokio::time::timeout_at(deadline, changes.changed())
+                            .await
+                            .is_ok_and(|changed| changed.is_ok())
+                    {
+                        continue;
+                    }
+                    return Err(unavailable(&shared, last_error.as_ref()).into());
+                }
+            },
+        };
+        if !tried.contains(&target.epoch) {
+            tried.push(target.epoch);
+        }
+        let request = http::Request::from_parts(parts.clone(), Body::new(slot.lend()));
+        let in_flight = target.load.start();
+        let error = match target.channel.clone().oneshot(request).await {
+            Ok(response) => {
+                in_flight.finish();
+                return Ok(response);
+            }
+            Err(error) => error,
+        };
+        let failure = Failure::of(&error);
+        if failure == Failure::Unreachable {
+            shared.eject(&target, &error);
+        }
+        if failure == Failure::Other || !slot.is_full() {
+            debug!(key = %target.key, error = %chain(&error), "request failed; not retried");
+            return Err(error.into());
+        }
+        debug!(key = %target.key, error = %chain(&error), "request not sent; retrying");
+        if failure == Failure::NotSent && !reopened {
+            reopened = true;
+            again = Some(target);
+        }
+        last_error = Some(error);
+    }
+}
+
+/// The error of a request that found no endpoint to go to.
+fn unavailable(shared: &Shared, last_error: Option<&tonic::transport::Error>) -> Status {
+    let (known, ejected) = shared.counts();
+    let mut message = format!(
+        "no ready endpoint for service {} ({known} known, {ejected} ejected)",
+        shared.service()
+    );
+    if let Some(error) = last_error {
+        message.push_str("; last error: ");
+        message.push_str(&chain(error));
+    }
+    Status::unavailable(message)
+}
+
+/// What a failed attempt says about its request and its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No connection could be made (tonic's [`ConnectError`]: refused, connect
+    /// timeout, TLS): nothing was sent, and the endpoint is unreachable.
+    Unreachable,
+    /// The connection closed while the request waited for it (hyper's
+    /// "canceled"): nothing was sent; the next request reconnects.
+    NotSent,
+    /// Anything else: the request may have reached the server.
+    Other,
+}
+
+impl Failure {
+    fn of(error: &(dyn StdError + 'static)) -> Failure {
+        let mut source = Some(error);
+        while let Some(error) = source {
+            if error.is::<ConnectError>() {
+                return Failure::Unreachable;
+            }
+            // hyper's HTTP/2 client cancels only requests that it never handed
+            // to the connection.
+            if error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+            {
+                return Failure::NotSent;
+            }
+            source = error.source();
+        }
+        Failure::Other
+    }
+}
+
+/// The body of a request, waiting for the attempt that reads it.
+#[derive(Debug, Clone)]
+struct Slot(Arc<Mutex<Option<Body>>>);
+
+impl Slot {
+    fn new(body: Body) -> Self {
+        Self(Arc::new(Mutex::new(Some(body))))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Body>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether no attempt has read the body yet.
+    fn is_full(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn lend(&self) -> Lent {
+        Lent {
+            slot: self.clone(),
+            body: None,
+        }
+    }
+}
+
+/// The body as one attempt sees it: taken from the [`Slot`] on the first read.
+#[derive(Debug)]
+struct Lent {
+    slot: Slot,
+    body: Option<Body>,
+}
+
+impl http_body::Body for Lent {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        if this.body.is_none() {
+            this.body = this.slot.lock().take();
+        }
+        match &mut this.body {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            // Read by an earlier attempt, which cannot be: each attempt only
+            // starts once the previous one has given up without reading.
+            None => Poll::Ready(Some(Err(Status::internal(
+                "request body already taken by another attempt",
+            )))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.body {
+            Some(body) => body.is_end_stream(),
+            None => self
+                .slot
+                .lock()
+                .as_ref()
+                .map_or(true, |b| b.is_end_stream()),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.body {
+            Some(body) => body.size_hint(),
+            None => self
+                .slot
+                .lock()
+                .as_ref()
+                .map(http_body::Body::size_hint)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use http_body::Body as _;
+
+    use super::*;
+
+    fn body(text: &'static str) -> Body {
+        Body::new(http_body_full(text))
+    }
+
+    /// A one-frame body, built from a stream of one chunk.
+    fn http_body_full(text: &'static str) -> impl http_body::Body<Data = Bytes, Error = Status> {
+        struct Once(Option<Bytes>);
+        impl http_body::Body for Once {
+            type Data = Bytes;
+            type Error = Status;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+                Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+            }
+            fn is_end_stream(&self) -> bool {
+                self.0.is_none()
+            }
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+        Once(Some(Bytes::from_static(text.as_bytes())))
+    }
+
+    async fn read(mut lent: Lent) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(frame) = poll_fn(|cx| Pin::new(&mut lent).poll_frame(cx)).await {
+            out.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_stays_for_the_next_attempt() {
+        let slot = Slot::new(body("hello"));
+        let first = slot.lend();
+        assert!(!first.is_end_stream());
+        assert_eq!(first.size_hint().exact(), Some(5));
+        drop(first);
+        assert!(slot.is_full(), "dropping an unread attempt keeps the body");
+        assert_eq!(read(slot.lend()).await, b"hello");
+        assert!(!slot.is_full(), "a read body is gone");
+        // A later attempt cannot read what an earlier one took.
+        let mut late = slot.lend();
+        let frame = poll_fn(|cx| Pin::new(&mut late).poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Err(_))));
+    }
+
+    #[test]
+    fn failures_are_classified_down_the_chain() {
+        #[derive(Debug)]
+        struct Outer(Box<dyn StdError + Send + Sync>);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let connect = Outer(Box::new(ConnectError(Box::new(refused))));
+        assert_eq!(Failure::of(&connect), Failure::Unreachable);
+        let reset = Outer(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(Failure::of(&reset), Failure::Other);
+        assert_eq!(Failure::of(&Status::unavailable("down")), Failure::Other);
+    }
+}
