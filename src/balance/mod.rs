@@ -92,7 +92,12 @@ pub use balancer::{
 };
 
 /// How many changes tonic's channel queues before the driver holds them back.
-const CHANGE_CAPACITY: usize = 64;
+///
+/// tonic applies only the changes already queued when it routes a request, so
+/// an idle client is up to date on its next request only while its backlog fits
+/// here. The driver coalesces per key, so the backlog is at most one change per
+/// instance: this covers fleets of up to this many instances changing at once.
+const CHANGE_CAPACITY: usize = 1024;
 
 /// The endpoint the crate recommends for `instance`: `http://{addr}` with
 ///
