@@ -221,13 +221,16 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static s
     })
 }
 
-/// Logs of the library on stderr, `warn` and above unless `RUST_LOG` says more.
+/// Logs of the library on stderr, `warn` and above unless `RUST_LOG` says more;
+/// coloured only on a terminal, so that a script or a log file gets plain text.
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
