@@ -196,7 +196,14 @@ async fn say_hello(
     };
     match reply {
         Ok(Ok(reply)) => Ok(reply.into_inner().message),
-        Ok(Err(status)) => Err(format!("failed: {:?}: {}", status.code(), status.message())),
+        Ok(Err(status)) => {
+            let mut text = format!("failed: {:?}: {}", status.code(), status.message());
+            if status.message().contains("h2 protocol error") && args.tls.tls_ca.is_none() {
+                // A TLS server answering plaintext HTTP/2 looks like this.
+                text.push_str(" (is the server serving TLS? pass --tls-ca)");
+            }
+            Err(text)
+        }
         Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),
     }
 }

@@ -227,7 +227,8 @@ fn explain(error: &io::Error, name: &str, client_cert: bool) -> Option<String> {
             | AlertDescription::BadCertificate
             | AlertDescription::HandshakeFailure,
         ) if !client_cert => {
-            "etcd requires a client certificate (it runs with --client-cert-auth): set client_cert_files"
+            "etcd requires a client certificate (it runs with --client-cert-auth): \
+             give one with EtcdConfig::client_cert_files (--etcd-cert and --etcd-key in the examples)"
                 .into()
         }
         Tls::AlertReceived(
