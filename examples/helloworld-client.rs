@@ -33,6 +33,8 @@ use tonic_etcd::{Balancer, Discovery, DiscoveryHandle, Policy};
 use hello::greeter_client::GreeterClient;
 use hello::HelloRequest;
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/etcd.rs"]
 mod etcd_args;
 #[path = "common/tls.rs"]
@@ -102,7 +104,7 @@ enum Greeter {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
+    cli::init_tracing();
     let args = Args::parse();
     let requests = args.requests;
     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
         Ok(counts) => counts,
         Err(error) => {
             // Without discovery no request can be sent: all of them fail.
-            eprintln!("helloworld-client: error: {}", chain(&*error));
+            eprintln!("helloworld-client: error: {}", cli::chain(&*error));
             (0, requests)
         }
     };
@@ -206,33 +208,4 @@ async fn say_hello(
         }
         Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),
     }
-}
-
-/// Logs of the library on stderr, `warn` and above unless `RUST_LOG` says more;
-/// coloured only on a terminal, so that a script or a log file gets plain text.
-fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-/// An error and its sources, `outer: inner: root`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -31,6 +31,8 @@ use tonic_etcd::{Error, Instance, Registrar};
 use hello::greeter_server::{Greeter, GreeterServer};
 use hello::{HelloReply, HelloRequest};
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/etcd.rs"]
 mod etcd_args;
 #[path = "common/tls.rs"]
@@ -108,11 +110,11 @@ impl Greeter for Greeting {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
+    cli::init_tracing();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("helloworld-server: error: {}", chain(&*error));
+            eprintln!("helloworld-server: error: {}", cli::chain(&*error));
             ExitCode::FAILURE
         }
     }
@@ -169,14 +171,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Error::Etcd(_) | Error::Timeout(_) if wait.is_zero() => format!(
                 "cannot register with etcd at {endpoints}: {}; \
                  is etcd running? (--etcd-wait-ms N waits for it)",
-                chain(&error)
+                cli::chain(&error)
             ),
             Error::Etcd(_) | Error::Timeout(_) => format!(
                 "cannot register with etcd at {endpoints} within {}ms: {}",
                 wait.as_millis(),
-                chain(&error)
+                cli::chain(&error)
             ),
-            error => chain(&error),
+            error => cli::chain(&error),
         }
     })?;
     let key = registration.key().to_owned();
@@ -219,33 +221,4 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static s
             _ = interrupt.recv() => "SIGINT",
         }
     })
-}
-
-/// Logs of the library on stderr, `warn` and above unless `RUST_LOG` says more;
-/// coloured only on a terminal, so that a script or a log file gets plain text.
-fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-/// An error and its sources, `outer: inner: root`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }
