@@ -4,6 +4,8 @@
 CARGO ?= cargo
 # Extra arguments for the test harness, e.g. `make test TEST_ARGS=--nocapture`.
 TEST_ARGS ?=
+# Extra arguments for the benchmark harnesses, e.g. `make bench BENCH_ARGS=--quick`.
+BENCH_ARGS ?=
 
 .PHONY: all deps test demo examples bench
 
@@ -26,5 +28,8 @@ examples: deps
 demo: examples
 	./scripts/demo.sh
 
-bench:
-	@echo "benchmarks are not written yet"
+# The benchmarks (not run in CI): both harnesses against a local etcd, then
+# BENCHMARKS.md. Takes several minutes. `make bench BENCH_ARGS=--quick` tries
+# the harnesses out (the result goes to target/, not BENCHMARKS.md).
+bench: deps
+	CARGO="$(CARGO)" BENCH_ARGS="$(BENCH_ARGS)" ./scripts/bench.sh

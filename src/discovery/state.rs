@@ -6,10 +6,16 @@
 //! Two levels are tracked:
 //!
 //! ```text
-//! keys:       etcd key  -> (identity, instance, raw value)
-//! identities: identity  -> set of etcd keys
+//! keys:       etcd key  -> (identity, instance)
+//! identities: identity  -> its etcd keys, sorted
 //! emitted:    identity  -> the instance the consumer was last told about
 //! ```
+//!
+//! A discovery may hold 100k instances, so the state is kept small: the
+//! instance of a key is shared (`Arc`) with what was emitted for it, an
+//! identity's keys are a vector (one key, the usual case, is one small
+//! allocation), and raw values are not kept: a value written again decodes to
+//! the same instance, which [`State::reconcile`] does not report.
 //!
 //! An identity is inserted when its first key appears, re-inserted when its
 //! representative (the instance of its smallest key) changes, and removed when
@@ -48,8 +54,7 @@ pub(crate) enum Event {
 #[derive(Debug, Clone)]
 struct Entry {
     identity: String,
-    instance: Instance,
-    value: Vec<u8>,
+    instance: Arc<Instance>,
 }
 
 /// The state of one discovery: which keys are known, which identities were
@@ -60,8 +65,8 @@ pub(crate) struct State {
     version: Option<String>,
     filter: Option<InstanceFilter>,
     keys: HashMap<String, Entry>,
-    identities: HashMap<String, BTreeSet<String>>,
-    emitted: BTreeMap<String, Instance>,
+    identities: HashMap<String, Vec<String>>,
+    emitted: BTreeMap<String, Arc<Instance>>,
 }
 
 impl fmt::Debug for State {
@@ -99,18 +104,17 @@ impl State {
     pub(crate) fn apply(&mut self, event: Event) -> Vec<Change<String, Instance>> {
         let mut touched = BTreeSet::new();
         match event {
-            Event::Put {
-                key,
-                value,
-                mod_revision,
-            } => {
-                if self.keys.get(&key).is_some_and(|e| e.value == value) {
-                    debug!(%key, mod_revision, "identical value, ignored");
-                    return Vec::new();
-                }
-                self.put(key, value, &mut touched);
-            }
+            // An identical value decodes to the instance already emitted:
+            // reconciling reports nothing.
+            Event::Put { key, value, .. } => self.put(key, value, &mut touched),
             Event::Delete { key } => self.forget(&key, &mut touched),
+            Event::Resync { kvs } if self.keys.is_empty() => {
+                // The start: nothing to diff against.
+                for (key, value) in kvs {
+                    self.put(key, value, &mut touched);
+                }
+                touched.extend(self.emitted.keys().cloned());
+            }
             Event::Resync { kvs } => {
                 let fresh: HashMap<String, Vec<u8>> = kvs.into_iter().collect();
                 let gone: Vec<String> = self
@@ -122,10 +126,9 @@ impl State {
                 for key in gone {
                     self.forget(&key, &mut touched);
                 }
+                // Unchanged values decode to unchanged instances, which
+                // reconciling does not report.
                 for (key, value) in fresh {
-                    if self.keys.get(&key).is_some_and(|e| e.value == value) {
-                        continue;
-                    }
                     self.put(key, value, &mut touched);
                 }
                 // Identities reported earlier whose keys never decoded in this
@@ -146,7 +149,10 @@ impl State {
 
     /// The instances the consumer currently knows, sorted by identity.
     pub(crate) fn snapshot(&self) -> Vec<Instance> {
-        self.emitted.values().cloned().collect()
+        self.emitted
+            .values()
+            .map(|instance| (**instance).clone())
+            .collect()
     }
 
     /// Number of identities currently reported.
@@ -177,17 +183,19 @@ impl State {
             }
         }
         let identity = self.codec.identity(&key, &instance);
-        self.identities
+        let keys = self
+            .identities
             .entry(identity.clone())
-            .or_default()
-            .insert(key.clone());
+            .or_insert_with(|| Vec::with_capacity(1));
+        if let Err(at) = keys.binary_search(&key) {
+            keys.insert(at, key.clone());
+        }
         touched.insert(identity.clone());
         self.keys.insert(
             key,
             Entry {
                 identity,
-                instance,
-                value,
+                instance: Arc::new(instance),
             },
         );
     }
@@ -198,7 +206,9 @@ impl State {
             return;
         };
         if let Some(keys) = self.identities.get_mut(&entry.identity) {
-            keys.remove(key);
+            if let Ok(at) = keys.binary_search_by(|k| k.as_str().cmp(key)) {
+                keys.remove(at);
+            }
             if keys.is_empty() {
                 self.identities.remove(&entry.identity);
             }
@@ -215,11 +225,18 @@ impl State {
             .map(|key| &self.keys[key].instance);
         match (self.emitted.get(&identity), current) {
             (None, None) => None,
-            (Some(old), Some(new)) if old == new => None,
+            (Some(old), Some(new)) if Arc::ptr_eq(old, new) => None,
+            (Some(old), Some(new)) if old == new => {
+                // The same instance decoded again: keep one copy.
+                let new = new.clone();
+                self.emitted.insert(identity, new);
+                None
+            }
             (_, Some(new)) => {
                 let new = new.clone();
-                self.emitted.insert(identity.clone(), new.clone());
-                Some(Change::Insert(identity, new))
+                let change = Change::Insert(identity.clone(), (*new).clone());
+                self.emitted.insert(identity, new);
+                Some(change)
             }
             (Some(_), None) => {
                 self.emitted.remove(&identity);

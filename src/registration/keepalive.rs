@@ -343,7 +343,7 @@ impl Task {
     ) -> Outcome {
         let lease_id = session.lease_id;
         let period = Duration::from_millis(self.ttl as u64 * 1000 / 3);
-        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        let mut ticks = tokio::time::interval_at(on_grid(Instant::now() + period, period), period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_answer = Instant::now();
         loop {
@@ -456,6 +456,18 @@ impl Task {
     /// Deletes the key if one of our leases (`lease_id` or a stale one) still
     /// holds it, then revokes those leases.
     async fn finish(&mut self, lease_id: Option<i64>, reply: Option<oneshot::Sender<Result<()>>>) {
+        if let (Some(lease), true) = (lease_id, self.stale_leases.is_empty()) {
+            // One lease: revoking it deletes the key in the same step if, and
+            // only if, the key still carries it. One request instead of three,
+            // so that clients see the removal one round trip after the call.
+            let revoke = |mut client: Client| async move { client.lease_revoke(lease).await };
+            let result = match self.call(revoke).await {
+                // Expired already: the key went with it.
+                Err(error) if error.to_string().contains("lease not found") => Ok(()),
+                result => result.map(drop),
+            };
+            return self.finished(result, reply);
+        }
         let ours: Vec<i64> = lease_id
             .into_iter()
             .chain(std::mem::take(&mut self.stale_leases))
@@ -498,6 +510,11 @@ impl Task {
         for lease in ours.into_iter().filter(|l| Some(*l) != lease_id) {
             self.revoke_in_background(lease);
         }
+        self.finished(result, reply);
+    }
+
+    /// Reports the end of a deregistration.
+    fn finished(&self, result: Result<()>, reply: Option<oneshot::Sender<Result<()>>>) {
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),
             Err(error) => {
@@ -511,9 +528,56 @@ impl Task {
     }
 }
 
+/// `at`, delayed to the next point of a process-wide grid of `period / 10`
+/// (at most 100 ms) steps. The registrations of a process with the same TTL
+/// then send their keepalives in the same timer tick: one wake-up and a few
+/// socket writes for many leases rather than one each, which is most of what
+/// idle registrations cost. A keepalive is late by less than a step, far
+/// within the TTL.
+fn on_grid(at: Instant, period: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let step = (period / 10)
+        .min(Duration::from_millis(100))
+        .as_nanos()
+        .max(1);
+    let late = if at >= epoch {
+        let since = (at - epoch).as_nanos();
+        (step - since % step) % step
+    } else {
+        (epoch - at).as_nanos() % step
+    };
+    at + Duration::from_nanos(late as u64)
+}
+
 /// A session opened by [`Task::first_session`], handed to [`Task::run`].
 pub(super) struct SessionHandle(Session);
 
 fn lease_gone(why: &str) -> Error {
     Error::Etcd(etcd_client::Error::LeaseKeepAliveError(why.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalives_start_on_a_shared_grid_and_barely_late() {
+        let period = Duration::from_secs(2);
+        let now = Instant::now();
+        let a = on_grid(now, period);
+        let b = on_grid(now + Duration::from_millis(37), period);
+        let c = on_grid(now + Duration::from_millis(160), period);
+        for t in [a, b, c] {
+            // Same grid: 100 ms steps apart, whoever asks.
+            assert_eq!((t - a).as_nanos() % 100_000_000, 0);
+        }
+        assert!(a - now < Duration::from_millis(100));
+        assert_eq!(on_grid(a, period), a, "a grid point stays");
+        assert!(b == a || b == a + Duration::from_millis(100));
+        // Short TTLs get a finer grid: TTL 1 s, period 333 ms, steps of 33 ms.
+        let short = Duration::from_millis(333);
+        let d = on_grid(now, short);
+        assert!(d - now < Duration::from_millis(34));
+    }
 }

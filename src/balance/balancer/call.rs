@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use tracing::debug;
 
 use super::endpoints::{chain, Shared, Target};
-use super::BoxError;
+use super::{BoxError, Policy};
 
 /// Sends `request` to an endpoint picked by the policy; see the module docs.
 pub(super) async fn send(
@@ -35,9 +35,11 @@ pub(super) async fn send(
     let (parts, body) = request.into_parts();
     let slot = Slot::new(body);
     let deadline = tokio::time::Instant::now() + shared.wait();
-    let mut changes = shared.changes();
-    // Epochs of the targets tried: an endpoint that comes back after an
-    // ejection is a new target, worth a new attempt.
+    // Only a request that may wait for an endpoint follows the changes.
+    let mut changes = (!shared.wait().is_zero()).then(|| shared.changes());
+    // Epochs of the targets that failed: an endpoint that comes back after an
+    // ejection is a new target, worth a new attempt. Empty (no allocation)
+    // for every request that succeeds at once.
     let mut tried: Vec<u64> = Vec::new();
     // A connection that closed under a request is reopened by the channel:
     // the same endpoint gets one more attempt before the others.
@@ -50,29 +52,34 @@ pub(super) async fn send(
             None => match shared.pick(&tried) {
                 Some(target) => target,
                 None => {
-                    if !shared.wait().is_zero()
-                        && tokio::time::timeout_at(deadline, changes.changed())
+                    if let Some(changes) = &mut changes {
+                        if tokio::time::timeout_at(deadline, changes.changed())
                             .await
                             .is_ok_and(|changed| changed.is_ok())
-                    {
-                        continue;
+                        {
+                            continue;
+                        }
                     }
                     return Err(unavailable(&shared, last_error.as_ref()).into());
                 }
             },
         };
-        if !tried.contains(&target.epoch) {
-            tried.push(target.epoch);
-        }
         let request = http::Request::from_parts(parts.clone(), Body::new(slot.lend()));
-        let in_flight = target.load.start();
+        // Only p2c reads the load.
+        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
         let error = match target.channel.clone().oneshot(request).await {
             Ok(response) => {
-                in_flight.finish();
+                if let Some(in_flight) = in_flight {
+                    in_flight.finish();
+                }
                 return Ok(response);
             }
             Err(error) => error,
         };
+        drop(in_flight);
+        if !tried.contains(&target.epoch) {
+            tried.push(target.epoch);
+        }
         let failure = Failure::of(&error);
         if failure == Failure::Unreachable {
             shared.eject(&target, &error);

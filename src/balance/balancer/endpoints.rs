@@ -9,6 +9,7 @@
 //!              └──── Insert with a new address ◄────────┘ Remove: probe aborted
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -65,8 +66,9 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Set {
     entries: BTreeMap<String, Entry>,
-    /// Keys of the ready entries, in key order.
-    ready: Vec<String>,
+    /// The targets of the ready entries, in key order: what round robin and
+    /// p2c pick from without looking anything up.
+    ready: Vec<Arc<Target>>,
     round_robin: RoundRobin,
     next_epoch: u64,
 }
@@ -107,9 +109,9 @@ impl Set {
     fn rebuild(&mut self) {
         self.ready = self
             .entries
-            .iter()
-            .filter(|(_, entry)| entry.ready())
-            .map(|(key, _)| key.clone())
+            .values()
+            .filter(|entry| entry.ready())
+            .map(|entry| entry.target.clone())
             .collect();
         for entry in self.entries.values_mut() {
             entry.current = 0;
@@ -219,32 +221,56 @@ impl Shared {
     /// are in `tried`.
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
         let mut guard = self.lock();
-        let set = &mut *guard;
-        let candidates: Vec<&String> = set
-            .ready
-            .iter()
-            .filter(|key| !tried.contains(&set.entries[*key].target.epoch))
-            .collect();
-        let index = match self.policy {
-            Policy::RoundRobin => set.round_robin.pick(candidates.len()),
-            Policy::P2c => p2c(
-                candidates.len(),
-                |i| set.entries[candidates[i]].target.load.cost(),
-                &mut rand::rng(),
-            ),
-            Policy::Weighted => {
-                // Disjoint borrows of the candidates' weights and currents.
-                // Entries in key order, like the candidates.
-                let mut slots: Vec<(u32, &mut i64)> = set
-                    .entries
-                    .iter_mut()
-                    .filter(|(_, entry)| entry.ready() && !tried.contains(&entry.target.epoch))
-                    .map(|(_, entry)| (entry.instance.weight.max(1), &mut entry.current))
-                    .collect();
-                smooth_weighted(&mut slots)
+        let Set {
+            entries,
+            ready,
+            round_robin,
+            ..
+        } = &mut *guard;
+        match self.policy {
+            Policy::RoundRobin | Policy::P2c => {
+                // Every request starts with nothing tried: pick from the ready
+                // list itself, without allocating.
+                let candidates: Cow<'_, [Arc<Target>]> = if tried.is_empty() {
+                    Cow::Borrowed(ready)
+                } else {
+                    ready
+                        .iter()
+                        .filter(|target| !tried.contains(&target.epoch))
+                        .cloned()
+                        .collect()
+                };
+                let index = if self.policy == Policy::RoundRobin {
+                    round_robin.pick(candidates.len())
+                } else {
+                    p2c(
+                        candidates.len(),
+                        |i| candidates[i].load.cost(),
+                        &mut rand::rng(),
+                    )
+                }?;
+                Some(candidates[index].clone())
             }
-        }?;
-        Some(set.entries[candidates[index]].target.clone())
+            Policy::Weighted => {
+                // Disjoint borrows of the candidates' weights and currents,
+                // in key order.
+                let (mut slots, targets): (Vec<(u32, &mut i64)>, Vec<&Arc<Target>>) = entries
+                    .values_mut()
+                    .filter(|entry| entry.ready() && !tried.contains(&entry.target.epoch))
+                    .map(|entry| {
+                        let Entry {
+                            instance,
+                            target,
+                            current,
+                            ..
+                        } = entry;
+                        ((instance.weight.max(1), current), &*target)
+                    })
+                    .unzip();
+                let index = smooth_weighted(&mut slots)?;
+                Some(targets[index].clone())
+            }
+        }
     }
 
     /// Applies one discovery change.
