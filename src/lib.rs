@@ -6,7 +6,8 @@
 //!   or an etcd restart, and removes on [`Registration::deregister`].
 //! - A client runs a [`Discovery`]: one etcd Get, then a Watch from the next
 //!   revision, turned into tower [`Change`](tower::discover::Change) events, which
-//!   feed tonic's balanced [`Channel`](tonic::transport::Channel).
+//!   feed the crate's [`Balancer`] or tonic's balanced
+//!   [`Channel`](tonic::transport::Channel).
 //!
 //! # Quick start
 //!
@@ -31,9 +32,16 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use tonic_etcd::Discovery;
+//! use tonic_etcd::{Discovery, Policy};
 //!
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+//! // The crate's balancer: round robin, fails fast when there is no instance.
+//! let balancer = Discovery::new(etcd.clone(), "helloworld")
+//!     .balancer(Policy::RoundRobin)
+//!     .await?;
+//! // let mut client = GreeterClient::new(balancer);
+//!
+//! // Or tonic's own balanced channel, fed by the same discovery.
 //! let channel = Discovery::new(etcd, "helloworld").balance_channel().await?;
 //! // let mut client = GreeterClient::new(channel);
 //! # Ok(()) }
