@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use super::plain::{id_from_key, validate_free_namespace, weight_from_json};
+use super::shared::{id_from_key, validate_free_namespace, weight_from_json};
 use super::{decode_error, join, Codec};
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};

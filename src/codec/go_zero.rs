@@ -1,6 +1,6 @@
 //! The layout of go-zero's `core/discov`, used by zrpc.
 
-use super::plain::{bare_instance, validate_free_namespace};
+use super::shared::{bare_instance, validate_free_namespace};
 use super::{decode_error, join, Codec};
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};

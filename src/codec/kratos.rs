@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::plain::{id_from_key, weight_from_str};
+use super::shared::{id_from_key, weight_from_str};
 use super::{decode_error, join, Codec};
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};

@@ -71,6 +71,7 @@ mod go_zero;
 mod kratos;
 mod native;
 mod plain;
+mod shared;
 mod versioned_json;
 
 use std::fmt;
@@ -181,28 +182,13 @@ pub(crate) fn normalize_namespace(namespace: &str) -> &str {
 /// The usual namespace rule: empty, or starting with `/`; no whitespace or
 /// control characters; no empty segment (`//`).
 pub(crate) fn validate_slash_namespace(namespace: &str) -> Result<()> {
-    let fail = |reason| {
-        Err(Error::InvalidNamespace {
+    if !namespace.is_empty() && !namespace.starts_with('/') {
+        return Err(Error::InvalidNamespace {
             namespace: namespace.to_owned(),
-            reason,
-        })
-    };
-    if namespace.is_empty() {
-        return Ok(());
+            reason: "must start with '/'",
+        });
     }
-    if !namespace.starts_with('/') {
-        return fail("must start with '/'");
-    }
-    if namespace
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return fail("must not contain whitespace or control characters");
-    }
-    if normalize_namespace(namespace).contains("//") {
-        return fail("must not contain an empty segment ('//')");
-    }
-    Ok(())
+    shared::validate_free_namespace(namespace)
 }
 
 /// Lossy UTF-8 rendering of a key for errors and logs.

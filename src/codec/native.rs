@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::shared::clamp_weight;
 use super::{decode_error, join, Codec};
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
@@ -88,11 +89,7 @@ impl Codec for Native {
         };
         let weight = v
             .weight
-            .unwrap_or(u64::from(Instance::DEFAULT_WEIGHT))
-            .clamp(
-                u64::from(Instance::MIN_WEIGHT),
-                u64::from(Instance::MAX_WEIGHT),
-            ) as u32;
+            .map_or(Instance::DEFAULT_WEIGHT, |w| clamp_weight(i128::from(w)));
         Ok(Instance {
             service: service.to_owned(),
             id,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::plain::weight_from_json;
+use super::shared::weight_from_json;
 use super::{decode_error, Codec};
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
