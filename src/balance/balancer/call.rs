@@ -13,72 +13,207 @@
 //! from an ejection has a new one.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
+use http::request::Parts;
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 use tonic::codegen::Bytes;
+use tonic::transport::Channel;
 use tonic::{ConnectError, Status};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tracing::debug;
 
 use super::endpoints::{chain, Shared, Target};
+use super::load::InFlight;
 use super::{BoxError, Policy};
 
-/// Sends `request` to an endpoint picked by the policy; see the module docs.
-pub(super) async fn send(
+type Response = Result<http::Response<Body>, BoxError>;
+type ChannelFuture = <Channel as Service<http::Request<Body>>>::Future;
+
+/// One request through the balancer, from its first attempt to its response.
+///
+/// The first attempt runs inline, without allocating beyond the request's own
+/// copy for a retry: that is the path of nearly every request. A request that
+/// must be sent again, or must wait for an endpoint, continues in a boxed
+/// [`retry`] loop.
+pub(super) struct Call {
+    state: State,
+}
+
+// The first attempt is the large variant on purpose: boxing it would cost
+// every request an allocation.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    /// The first attempt, on its way to the endpoint's channel or waiting for
+    /// its response.
+    First(First),
+    /// Sent again, or waiting for an endpoint.
+    Retrying(Pin<Box<dyn Future<Output = Response> + Send>>),
+    /// Failed before any attempt.
+    Failed(Option<BoxError>),
+}
+
+struct First {
     shared: Arc<Shared>,
-    request: http::Request<Body>,
-) -> Result<http::Response<Body>, BoxError> {
-    let (parts, body) = request.into_parts();
-    let slot = Slot::new(body);
-    let deadline = tokio::time::Instant::now() + shared.wait();
-    // Only a request that may wait for an endpoint follows the changes.
-    let mut changes = (!shared.wait().is_zero()).then(|| shared.changes());
-    // Epochs of the targets that failed: an endpoint that comes back after an
-    // ejection is a new target, worth a new attempt. Empty (no allocation)
-    // for every request that succeeds at once.
-    let mut tried: Vec<u64> = Vec::new();
-    // A connection that closed under a request is reopened by the channel:
-    // the same endpoint gets one more attempt before the others.
-    let mut again: Option<Arc<Target>> = None;
-    let mut reopened = false;
-    let mut last_error: Option<tonic::transport::Error> = None;
-    loop {
-        let target = match again.take() {
-            Some(target) => target,
-            None => match shared.pick(&tried) {
-                Some(target) => target,
-                None => {
-                    if let Some(changes) = &mut changes {
-                        if tokio::time::timeout_at(deadline, changes.changed())
-                            .await
-                            .is_ok_and(|changed| changed.is_ok())
-                        {
-                            continue;
-                        }
-                    }
-                    return Err(unavailable(&shared, last_error.as_ref()).into());
-                }
-            },
+    target: Arc<Target>,
+    /// The request's head for another attempt.
+    head: Parts,
+    slot: Slot,
+    attempt: Attempt,
+    in_flight: Option<InFlight>,
+}
+
+// Waiting is the large variant on purpose, as in `State`.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    /// The request, until the channel has room for it.
+    Waiting(Channel, http::Request<Body>),
+    /// The channel's response, once it has the request.
+    Sent(ChannelFuture),
+    /// Between the two.
+    Moving,
+}
+
+impl Call {
+    /// Starts `request` towards an endpoint picked by the policy; see the
+    /// module docs.
+    pub(super) fn start(shared: Arc<Shared>, request: http::Request<Body>) -> Call {
+        let Some(target) = shared.pick(&[]) else {
+            let state = if shared.wait().is_zero() {
+                State::Failed(Some(unavailable(&shared, None).into()))
+            } else {
+                let (head, body) = request.into_parts();
+                State::Retrying(Box::pin(retry(
+                    shared,
+                    head,
+                    Slot::new(body),
+                    Retry::default(),
+                )))
+            };
+            return Call { state };
         };
-        let request = http::Request::from_parts(parts.clone(), Body::new(slot.lend()));
-        // Only p2c reads the load.
-        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
-        let error = match target.channel.clone().oneshot(request).await {
-            Ok(response) => {
-                if let Some(in_flight) = in_flight {
-                    in_flight.finish();
+        let (mut parts, body) = request.into_parts();
+        // tonic's channel hands the request to hyper, which reads no extension
+        // of a gRPC request: another attempt goes without them rather than
+        // every request paying for their copy.
+        let extensions = std::mem::take(&mut parts.extensions);
+        let head = parts.clone();
+        parts.extensions = extensions;
+        let slot = Slot::new(body);
+        let request = http::Request::from_parts(parts, Body::new(slot.lend()));
+        let channel = target.borrow_channel();
+        Call {
+            state: State::First(First {
+                shared,
+                target,
+                head,
+                slot,
+                attempt: Attempt::Waiting(channel, request),
+                in_flight: None,
+            }),
+        }
+    }
+}
+
+impl Future for Call {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.get_mut();
+        loop {
+            let error = match &mut this.state {
+                State::Retrying(future) => return future.as_mut().poll(cx),
+                State::Failed(error) => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .expect("balancer response future polled after completion")))
                 }
-                return Ok(response);
+                State::First(first) => match ready!(first.poll(cx)) {
+                    Ok(response) => return Poll::Ready(Ok(response)),
+                    Err(error) => error,
+                },
+            };
+            let State::First(first) = std::mem::replace(&mut this.state, State::Failed(None))
+            else {
+                unreachable!("only the first attempt fails here");
+            };
+            let First {
+                shared,
+                target,
+                head,
+                slot,
+                ..
+            } = first;
+            let mut retry_state = Retry::default();
+            match retry_state.failed(&shared, target, error, &slot) {
+                Err(error) => return Poll::Ready(Err(error)),
+                Ok(()) => {
+                    this.state = State::Retrying(Box::pin(retry(shared, head, slot, retry_state)))
+                }
             }
-            Err(error) => error,
+        }
+    }
+}
+
+impl First {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<http::Response<Body>, tonic::transport::Error>> {
+        if let Attempt::Waiting(channel, _) = &mut self.attempt {
+            ready!(channel.poll_ready(cx))?;
+            let Attempt::Waiting(mut channel, request) =
+                std::mem::replace(&mut self.attempt, Attempt::Moving)
+            else {
+                unreachable!("checked above");
+            };
+            // Only p2c reads the load.
+            if self.shared.policy() == Policy::P2c {
+                self.in_flight = Some(self.target.load.start());
+            }
+            self.attempt = Attempt::Sent(channel.call(request));
+            self.target.return_channel(channel);
+        }
+        let Attempt::Sent(response) = &mut self.attempt else {
+            unreachable!("the channel has the request");
         };
-        drop(in_flight);
-        if !tried.contains(&target.epoch) {
-            tried.push(target.epoch);
+        let result = ready!(Pin::new(response).poll(cx));
+        if let (Ok(_), Some(in_flight)) = (&result, self.in_flight.take()) {
+            in_flight.finish();
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// What the attempts so far left for the next ones.
+#[derive(Default)]
+struct Retry {
+    /// Epochs of the targets that failed: an endpoint that comes back after
+    /// an ejection is a new target, worth a new attempt.
+    tried: Vec<u64>,
+    /// A connection that closed under a request is reopened by the channel:
+    /// the same endpoint gets one more attempt before the others.
+    again: Option<Arc<Target>>,
+    reopened: bool,
+    last_error: Option<tonic::transport::Error>,
+}
+
+impl Retry {
+    /// Takes in a failed attempt on `target`: `Ok` if the request can go
+    /// again, else the error for the caller.
+    fn failed(
+        &mut self,
+        shared: &Arc<Shared>,
+        target: Arc<Target>,
+        error: tonic::transport::Error,
+        slot: &Slot,
+    ) -> Result<(), BoxError> {
+        if !self.tried.contains(&target.epoch) {
+            self.tried.push(target.epoch);
         }
         let failure = Failure::of(&error);
         if failure == Failure::Unreachable {
@@ -89,11 +224,54 @@ pub(super) async fn send(
             return Err(error.into());
         }
         debug!(key = %target.key, error = %chain(&error), "request not sent; retrying");
-        if failure == Failure::NotSent && !reopened {
-            reopened = true;
-            again = Some(target);
+        if failure == Failure::NotSent && !self.reopened {
+            self.reopened = true;
+            self.again = Some(target);
         }
-        last_error = Some(error);
+        self.last_error = Some(error);
+        Ok(())
+    }
+}
+
+/// Sends the request again, or for the first time once an endpoint is ready,
+/// until an attempt gets a response or fails after sending, or no endpoint is
+/// left to try.
+async fn retry(shared: Arc<Shared>, head: Parts, slot: Slot, mut state: Retry) -> Response {
+    let deadline = tokio::time::Instant::now() + shared.wait();
+    // Only a request that may wait for an endpoint follows the changes.
+    let mut changes = (!shared.wait().is_zero()).then(|| shared.changes());
+    loop {
+        let target = match state.again.take() {
+            Some(target) => target,
+            None => match shared.pick(&state.tried) {
+                Some(target) => target,
+                None => {
+                    if let Some(changes) = &mut changes {
+                        if tokio::time::timeout_at(deadline, changes.changed())
+                            .await
+                            .is_ok_and(|changed| changed.is_ok())
+                        {
+                            continue;
+                        }
+                    }
+                    return Err(unavailable(&shared, state.last_error.as_ref()).into());
+                }
+            },
+        };
+        let request = http::Request::from_parts(head.clone(), Body::new(slot.lend()));
+        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
+        match target.channel.clone().oneshot(request).await {
+            Ok(response) => {
+                if let Some(in_flight) = in_flight {
+                    in_flight.finish();
+                }
+                return Ok(response);
+            }
+            Err(error) => {
+                drop(in_flight);
+                state.failed(&shared, target, error, &slot)?;
+            }
+        }
     }
 }
 

@@ -33,6 +33,11 @@ use crate::instance::Instance;
 /// endpoint.
 const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
+/// How many used clones of an endpoint's channel are kept for the next
+/// requests. A clone is only held between asking the channel for room and
+/// handing it the request, so a few cover any number of requests in flight.
+const IDLE_CLONES: usize = 8;
+
 /// What one request uses of an endpoint: its channel and load, and the epoch
 /// that tells a failure of this channel from one of its replacement.
 #[derive(Debug)]
@@ -42,6 +47,32 @@ pub(super) struct Target {
     pub(super) channel: Channel,
     pub(super) load: Arc<PeakEwma>,
     pub(super) epoch: u64,
+    /// Clones of `channel` that have sent a request before. A fresh clone of
+    /// tonic's channel allocates on its first use and bumps shared counters;
+    /// a used one costs nothing more, so requests borrow them.
+    idle: Mutex<Vec<Channel>>,
+}
+
+impl Target {
+    /// A clone of the channel for one request: a used one when there is one.
+    pub(super) fn borrow_channel(&self) -> Channel {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        idle.unwrap_or_else(|| self.channel.clone())
+    }
+
+    /// Gives back a clone from [`borrow_channel`](Self::borrow_channel) once
+    /// it has taken its request (not while it waits for room: a clone that
+    /// holds a slot of the channel's buffer must not be shared).
+    pub(super) fn return_channel(&self, channel: Channel) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CLONES {
+            idle.push(channel);
+        }
+    }
 }
 
 /// One discovered instance.
@@ -50,8 +81,6 @@ struct Entry {
     instance: Instance,
     endpoint: Endpoint,
     target: Arc<Target>,
-    /// Smooth weighted round robin state.
-    current: i64,
     /// The probe of an ejected endpoint; `None` while it is ready.
     probe: Option<AbortHandle>,
 }
@@ -69,6 +98,9 @@ struct Set {
     /// The targets of the ready entries, in key order: what round robin and
     /// p2c pick from without looking anything up.
     ready: Vec<Arc<Target>>,
+    /// `(weight, current)` of each ready target, in the same order: the
+    /// smooth weighted round robin state.
+    weights: Vec<(u32, i64)>,
     round_robin: RoundRobin,
     next_epoch: u64,
 }
@@ -101,21 +133,18 @@ impl Set {
             channel,
             load: Arc::new(PeakEwma::new(self.peer_rtt())),
             epoch: self.epoch(),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
     /// Recomputes the ready list after any change, and restarts the weighted
     /// rotation so that it follows the new weights exactly.
     fn rebuild(&mut self) {
-        self.ready = self
-            .entries
-            .values()
-            .filter(|entry| entry.ready())
-            .map(|entry| entry.target.clone())
+        let ready = self.entries.values().filter(|entry| entry.ready());
+        self.ready = ready.clone().map(|entry| entry.target.clone()).collect();
+        self.weights = ready
+            .map(|entry| (entry.instance.weight.max(1), 0))
             .collect();
-        for entry in self.entries.values_mut() {
-            entry.current = 0;
-        }
     }
 
     fn remove(&mut self, key: &str) -> bool {
@@ -222,12 +251,13 @@ impl Shared {
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
         let mut guard = self.lock();
         let Set {
-            entries,
             ready,
+            weights,
             round_robin,
             ..
         } = &mut *guard;
-        match self.policy {
+        let untried = |index: usize| tried.is_empty() || !tried.contains(&ready[index].epoch);
+        let index = match self.policy {
             Policy::RoundRobin | Policy::P2c => {
                 // Every request starts with nothing tried: pick from the ready
                 // list itself, without allocating.
@@ -249,28 +279,11 @@ impl Shared {
                         &mut rand::rng(),
                     )
                 }?;
-                Some(candidates[index].clone())
+                return Some(candidates[index].clone());
             }
-            Policy::Weighted => {
-                // Disjoint borrows of the candidates' weights and currents,
-                // in key order.
-                let (mut slots, targets): (Vec<(u32, &mut i64)>, Vec<&Arc<Target>>) = entries
-                    .values_mut()
-                    .filter(|entry| entry.ready() && !tried.contains(&entry.target.epoch))
-                    .map(|entry| {
-                        let Entry {
-                            instance,
-                            target,
-                            current,
-                            ..
-                        } = entry;
-                        ((instance.weight.max(1), current), &*target)
-                    })
-                    .unzip();
-                let index = smooth_weighted(&mut slots)?;
-                Some(targets[index].clone())
-            }
-        }
+            Policy::Weighted => smooth_weighted(weights, |index| !untried(index))?,
+        };
+        Some(ready[index].clone())
     }
 
     /// Applies one discovery change.
@@ -325,7 +338,6 @@ impl Shared {
                 instance,
                 endpoint,
                 target,
-                current: 0,
                 probe: None,
             },
         );

@@ -365,15 +365,14 @@ impl tower::Service<http::Request<Body>> for Balancer {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         ResponseFuture {
-            inner: Box::pin(call::send(self.shared.clone(), request)),
+            call: call::Call::start(self.shared.clone(), request),
         }
     }
 }
 
 /// The response future of a [`Balancer`].
 pub struct ResponseFuture {
-    inner:
-        Pin<Box<dyn Future<Output = std::result::Result<http::Response<Body>, BoxError>> + Send>>,
+    call: call::Call,
 }
 
 impl fmt::Debug for ResponseFuture {
@@ -386,7 +385,7 @@ impl Future for ResponseFuture {
     type Output = std::result::Result<http::Response<Body>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        Pin::new(&mut self.call).poll(cx)
     }
 }
 

@@ -29,20 +29,27 @@ impl RoundRobin {
 /// `a a b a c a a`.
 ///
 /// `slots` holds `(weight, current)` per candidate; the currents are the
-/// picker's state, kept by the caller next to each candidate. Ties go to the
-/// first.
-pub(crate) fn smooth_weighted(slots: &mut [(u32, &mut i64)]) -> Option<usize> {
-    let total: i64 = slots.iter().map(|(weight, _)| i64::from(*weight)).sum();
+/// picker's state, kept by the caller next to each candidate. Candidates for
+/// which `skip` is true take no part in this pick. Ties go to the first.
+pub(crate) fn smooth_weighted(
+    slots: &mut [(u32, i64)],
+    skip: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut total = 0i64;
     let mut best: Option<(usize, i64)> = None;
     for (index, (weight, current)) in slots.iter_mut().enumerate() {
-        **current += i64::from(*weight);
+        if skip(index) {
+            continue;
+        }
+        total += i64::from(*weight);
+        *current += i64::from(*weight);
         match best {
-            Some((_, max)) if **current <= max => {}
-            _ => best = Some((index, **current)),
+            Some((_, max)) if *current <= max => {}
+            _ => best = Some((index, *current)),
         }
     }
     let (best, _) = best?;
-    *slots[best].1 -= total;
+    slots[best].1 -= total;
     Some(best)
 }
 
@@ -98,12 +105,10 @@ mod tests {
     }
 
     fn weighted_sequence(weights: &[u32], picks: usize) -> String {
-        let mut currents = vec![0i64; weights.len()];
+        let mut slots: Vec<(u32, i64)> = weights.iter().map(|&w| (w, 0)).collect();
         (0..picks)
             .map(|_| {
-                let mut slots: Vec<(u32, &mut i64)> =
-                    weights.iter().copied().zip(currents.iter_mut()).collect();
-                let index = smooth_weighted(&mut slots).unwrap();
+                let index = smooth_weighted(&mut slots, |_| false).unwrap();
                 char::from(b'a' + index as u8)
             })
             .collect()
@@ -116,7 +121,21 @@ mod tests {
         assert_eq!(weighted_sequence(&[1, 1, 1], 6), "abcabc");
         assert_eq!(weighted_sequence(&[1, 2, 3], 6), "cbacbc");
         assert_eq!(weighted_sequence(&[7], 3), "aaa");
-        assert_eq!(smooth_weighted(&mut []), None);
+        assert_eq!(smooth_weighted(&mut [], |_| false), None);
+    }
+
+    #[test]
+    fn smooth_weighted_leaves_skipped_candidates_out() {
+        let mut slots = vec![(5, 0), (1, 0), (1, 0)];
+        let picks: String = (0..4)
+            .map(|_| {
+                let index = smooth_weighted(&mut slots, |i| i == 0).unwrap();
+                char::from(b'a' + index as u8)
+            })
+            .collect();
+        assert_eq!(picks, "bcbc");
+        assert_eq!(slots[0].1, 0, "a skipped candidate's state is untouched");
+        assert_eq!(smooth_weighted(&mut slots, |_| true), None);
     }
 
     #[test]
