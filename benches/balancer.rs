@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{median, ms, quantile, rate, section, us, us1, Args, Row};
+use common::{median, median_ci, ms, quantile, rate, section, us, us1, Args, Row};
 use etcd_client::{EventType, WatchOptions};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -833,9 +833,10 @@ async fn overhead(
         ("64 in flight", &conc, &conc_median),
     ] {
         // The median of the per-round ratios: the runs of one round are
-        // seconds apart, so background noise mostly cancels out.
+        // a fraction of a second apart, so background noise mostly cancels
+        // out. With its distribution-free 95 % confidence interval.
         let ratio = |a: usize, b: usize| {
-            median(
+            median_ci(
                 rounds[a]
                     .iter()
                     .zip(&rounds[b])
@@ -849,8 +850,10 @@ async fn overhead(
                 .into_iter()
                 .map(|p| (p, find(p.name(), n)))
                 .collect();
-            let to_plain: Vec<f64> = ours.iter().map(|&(_, i)| ratio(i, plain)).collect();
-            let to_tonic: Vec<f64> = ours.iter().map(|&(_, i)| ratio(i, tonic)).collect();
+            let to_plain: Vec<f64> = ours.iter().map(|&(_, i)| ratio(i, plain).1).collect();
+            let to_tonic_ci: Vec<(f64, f64, f64)> =
+                ours.iter().map(|&(_, i)| ratio(i, tonic)).collect();
+            let to_tonic: Vec<f64> = to_tonic_ci.iter().map(|ci| ci.1).collect();
             let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
             let ahead = min(&to_tonic) > 1.0;
             let met = if n == 1 {
@@ -862,12 +865,13 @@ async fn overhead(
                 .iter()
                 .enumerate()
                 .map(|(k, &(p, i))| {
+                    let (low, mid, high) = to_tonic_ci[k];
                     format!(
-                        "{p} {}, {} CPU/call ({:.2}× plain, {:.2}× balance_channel)",
+                        "{p} {}, {} CPU/call ({:.2}× plain, {mid:.2}× balance_channel, \
+                         95 % CI {low:.2}–{high:.2})",
                         rate(runs[i].per_second),
                         us1(runs[i].cpu),
                         to_plain[k],
-                        to_tonic[k],
                     )
                 })
                 .collect::<Vec<_>>()
@@ -1013,9 +1017,9 @@ fn main() {
         if args.runs(4) {
             eprintln!("balancer overhead…");
             let (overhead_rows, overhead_details) = if quick {
-                overhead(&etcd, 2, 300, 3_000).await
+                overhead(&etcd, 4, 100, 1_000).await
             } else {
-                overhead(&etcd, 15, 1_500, 12_000).await
+                overhead(&etcd, 50, 300, 3_000).await
             };
             rows.extend(overhead_rows);
             details = overhead_details;

@@ -82,6 +82,21 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// The median of `values` and a distribution-free 95 % confidence interval
+/// for it, from order statistics (the normal approximation of the binomial):
+/// `(low, median, high)`.
+pub fn median_ci(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let half_width = 1.96 * (n as f64).sqrt() / 2.0;
+    let low = ((n as f64 / 2.0 - half_width).floor() as usize).min(n - 1);
+    let high = ((n as f64 / 2.0 + half_width).ceil() as usize).min(n - 1);
+    (values[low], values[n / 2], values[high])
+}
+
 /// `1.23 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)

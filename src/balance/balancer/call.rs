@@ -5,8 +5,8 @@
 //! when it cannot connect. The body is therefore lent to each attempt through
 //! a shared slot ([`Lent`]): the attempt takes it out on its first read. When
 //! an attempt fails before anything was sent (see [`Failure`]) and the body is
-//! still in the slot, the headers (cloned) and the body make the same request
-//! again: on another endpoint if no connection could be made (the endpoint is
+//! still in the slot, the request's head (copied, see [`Head`]) and the body
+//! make the same request again: on another endpoint if no connection could be made (the endpoint is
 //! ejected), on the same one first if its connection had just closed (the
 //! channel opens a new one). Each connection of an endpoint gets at most one
 //! attempt per request, plus that one reopening; an endpoint that comes back
@@ -18,7 +18,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 
+use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Uri, Version};
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 use tonic::codegen::Bytes;
@@ -61,7 +63,7 @@ struct First {
     shared: Arc<Shared>,
     target: Arc<Target>,
     /// The request's head for another attempt.
-    head: Parts,
+    head: Head,
     slot: Slot,
     attempt: Attempt,
     in_flight: Option<InFlight>,
@@ -86,23 +88,20 @@ impl Call {
             let state = if shared.wait().is_zero() {
                 State::Failed(Some(unavailable(&shared, None).into()))
             } else {
-                let (head, body) = request.into_parts();
+                let (mut parts, body) = request.into_parts();
+                let extensions = std::mem::take(&mut parts.extensions);
                 State::Retrying(Box::pin(retry(
                     shared,
-                    head,
+                    Head::of(&parts),
+                    extensions,
                     Slot::new(body),
                     Retry::default(),
                 )))
             };
             return Call { state };
         };
-        let (mut parts, body) = request.into_parts();
-        // tonic's channel hands the request to hyper, which reads no extension
-        // of a gRPC request: another attempt goes without them rather than
-        // every request paying for their copy.
-        let extensions = std::mem::take(&mut parts.extensions);
-        let head = parts.clone();
-        parts.extensions = extensions;
+        let (parts, body) = request.into_parts();
+        let head = Head::of(&parts);
         let slot = Slot::new(body);
         let request = http::Request::from_parts(parts, Body::new(slot.lend()));
         let channel = target.borrow_channel();
@@ -152,7 +151,13 @@ impl Future for Call {
             match retry_state.failed(&shared, target, error, &slot) {
                 Err(error) => return Poll::Ready(Err(error)),
                 Ok(()) => {
-                    this.state = State::Retrying(Box::pin(retry(shared, head, slot, retry_state)))
+                    this.state = State::Retrying(Box::pin(retry(
+                        shared,
+                        head,
+                        Extensions::new(),
+                        slot,
+                        retry_state,
+                    )))
                 }
             }
         }
@@ -236,7 +241,15 @@ impl Retry {
 /// Sends the request again, or for the first time once an endpoint is ready,
 /// until an attempt gets a response or fails after sending, or no endpoint is
 /// left to try.
-async fn retry(shared: Arc<Shared>, head: Parts, slot: Slot, mut state: Retry) -> Response {
+///
+/// The first attempt made here carries `extensions`; later ones go without.
+async fn retry(
+    shared: Arc<Shared>,
+    head: Head,
+    mut extensions: Extensions,
+    slot: Slot,
+    mut state: Retry,
+) -> Response {
     let deadline = tokio::time::Instant::now() + shared.wait();
     // Only a request that may wait for an endpoint follows the changes.
     let mut changes = (!shared.wait().is_zero()).then(|| shared.changes());
@@ -258,7 +271,8 @@ async fn retry(shared: Arc<Shared>, head: Parts, slot: Slot, mut state: Retry) -
                 }
             },
         };
-        let request = http::Request::from_parts(head.clone(), Body::new(slot.lend()));
+        let mut request = head.request(Body::new(slot.lend()));
+        *request.extensions_mut() = std::mem::take(&mut extensions);
         let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
         match target.channel.clone().oneshot(request).await {
             Ok(response) => {
@@ -272,6 +286,58 @@ async fn retry(shared: Arc<Shared>, head: Parts, slot: Slot, mut state: Retry) -
                 state.failed(&shared, target, error, &slot)?;
             }
         }
+    }
+}
+
+/// How many headers a [`Head`] keeps without allocating: tonic's unary
+/// requests carry two (`te` and `content-type`) plus the caller's metadata.
+const INLINE_HEADERS: usize = 4;
+
+/// The head of a request, kept for another attempt: method, URI, version and
+/// headers, but not the extensions. tonic's channel hands the request to
+/// hyper, which reads no extension of a gRPC request, so the first attempt
+/// carries them and later ones go without, rather than every request paying
+/// for their copy. A few headers are kept inline, without allocating.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    inline: [Option<(HeaderName, HeaderValue)>; INLINE_HEADERS],
+    /// The headers beyond the inline ones, in order.
+    more: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Head {
+    fn of(parts: &Parts) -> Head {
+        let mut inline = [const { None }; INLINE_HEADERS];
+        let mut more = Vec::new();
+        for (index, (name, value)) in parts.headers.iter().enumerate() {
+            let header = (name.clone(), value.clone());
+            match inline.get_mut(index) {
+                Some(slot) => *slot = Some(header),
+                None => more.push(header),
+            }
+        }
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            inline,
+            more,
+        }
+    }
+
+    /// The same request again, with `body` and no extensions.
+    fn request(&self, body: Body) -> http::Request<Body> {
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        let headers: &mut HeaderMap = request.headers_mut();
+        for (name, value) in self.inline.iter().flatten().chain(&self.more) {
+            headers.append(name.clone(), value.clone());
+        }
+        request
     }
 }
 
@@ -324,16 +390,28 @@ impl Failure {
 }
 
 /// The body of a request, waiting for the attempt that reads it.
+///
+/// A body nobody has read does not change, so its end-of-stream flag and
+/// size hint are taken once, here, and each attempt answers from them until
+/// it takes the body: one lock per request rather than one per question.
 #[derive(Debug, Clone)]
-struct Slot(Arc<Mutex<Option<Body>>>);
+struct Slot {
+    body: Arc<Mutex<Option<Body>>>,
+    end_stream: bool,
+    size_hint: SizeHint,
+}
 
 impl Slot {
     fn new(body: Body) -> Self {
-        Self(Arc::new(Mutex::new(Some(body))))
+        Self {
+            end_stream: http_body::Body::is_end_stream(&body),
+            size_hint: http_body::Body::size_hint(&body),
+            body: Arc::new(Mutex::new(Some(body))),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Body>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.body.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether no attempt has read the body yet.
@@ -381,23 +459,14 @@ impl http_body::Body for Lent {
     fn is_end_stream(&self) -> bool {
         match &self.body {
             Some(body) => body.is_end_stream(),
-            None => self
-                .slot
-                .lock()
-                .as_ref()
-                .map_or(true, |b| b.is_end_stream()),
+            None => self.slot.end_stream,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.body {
             Some(body) => body.size_hint(),
-            None => self
-                .slot
-                .lock()
-                .as_ref()
-                .map(http_body::Body::size_hint)
-                .unwrap_or_default(),
+            None => self.slot.size_hint,
         }
     }
 }
@@ -458,6 +527,38 @@ mod tests {
         let mut late = slot.lend();
         let frame = poll_fn(|cx| Pin::new(&mut late).poll_frame(cx)).await;
         assert!(matches!(frame, Some(Err(_))));
+    }
+
+    #[test]
+    fn a_head_makes_the_same_request_again_without_extensions() {
+        let mut request = http::Request::builder()
+            .method(Method::POST)
+            .uri("/helloworld.Greeter/SayHello")
+            .version(Version::HTTP_2)
+            .header("te", "trailers")
+            .header("content-type", "application/grpc")
+            .header("x-tag", "a")
+            .header("x-tag", "b")
+            .header("grpc-timeout", "100m")
+            .header("x-last", "z")
+            .body(())
+            .unwrap();
+        request.extensions_mut().insert(7u32);
+        let (parts, ()) = request.into_parts();
+        let head = Head::of(&parts);
+        assert_eq!(head.more.len(), 2, "six headers: four inline, two more");
+        let again = head.request(Body::empty());
+        assert_eq!(again.method(), Method::POST);
+        assert_eq!(again.uri(), "/helloworld.Greeter/SayHello");
+        assert_eq!(again.version(), Version::HTTP_2);
+        let pairs = |headers: &HeaderMap| -> Vec<(String, String)> {
+            headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect()
+        };
+        assert_eq!(pairs(again.headers()), pairs(&parts.headers));
+        assert!(again.extensions().get::<u32>().is_none());
     }
 
     #[test]

@@ -273,9 +273,10 @@ impl Shared {
                 let index = if self.policy == Policy::RoundRobin {
                     round_robin.pick(candidates.len())
                 } else {
+                    let now = std::time::Instant::now();
                     p2c(
                         candidates.len(),
-                        |i| candidates[i].load.cost(),
+                        |i| candidates[i].load.cost(now),
                         &mut rand::rng(),
                     )
                 }?;

@@ -4,9 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How quickly old response times are forgotten: a sample's weight falls to
 /// 1/e after this long. Finagle and linkerd use the same 10 s.
@@ -45,12 +43,19 @@ impl Estimate {
     }
 }
 
+// The clock is std's, read once per event, and passed in (`*_at`) so that the
+// tests drive it: tokio's clock, pausable for tests, costs a lock per read in
+// builds with its test utilities.
 impl PeakEwma {
     pub(crate) fn new(initial: Duration) -> Self {
+        Self::new_at(initial, Instant::now())
+    }
+
+    fn new_at(initial: Duration, now: Instant) -> Self {
         Self {
             estimate: Mutex::new(Estimate {
                 rtt_ns: initial.as_nanos() as f64,
-                at: Instant::now(),
+                at: now,
             }),
             in_flight: AtomicUsize::new(0),
         }
@@ -65,23 +70,31 @@ impl PeakEwma {
     /// had just been seen: an endpoint that gets no traffic looks better and
     /// better, so that it is tried again.
     pub(crate) fn rtt(&self) -> Duration {
+        self.rtt_at(Instant::now())
+    }
+
+    fn rtt_at(&self, now: Instant) -> Duration {
         let mut estimate = self.lock();
-        estimate.observe(0.0, Instant::now());
+        estimate.observe(0.0, now);
         Duration::from_nanos(estimate.rtt_ns as u64)
     }
 
-    /// The cost compared by power of two choices; lower is better.
-    pub(crate) fn cost(&self) -> f64 {
+    /// The cost compared by power of two choices at `now`; lower is better.
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
         let in_flight = self.in_flight.load(Ordering::Relaxed) as f64;
-        self.rtt().as_nanos() as f64 * (in_flight + 1.0)
+        self.rtt_at(now).as_nanos() as f64 * (in_flight + 1.0)
     }
 
     /// Counts one request in flight until the returned guard is dropped.
     pub(crate) fn start(self: &Arc<Self>) -> InFlight {
+        self.start_at(Instant::now())
+    }
+
+    fn start_at(self: &Arc<Self>, now: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             load: self.clone(),
-            sent: Instant::now(),
+            sent: now,
         }
     }
 }
@@ -96,7 +109,10 @@ pub(crate) struct InFlight {
 impl InFlight {
     /// The response arrived: record its response time.
     pub(crate) fn finish(self) {
-        let now = Instant::now();
+        self.finish_at(Instant::now());
+    }
+
+    fn finish_at(self, now: Instant) {
         let rtt = now.saturating_duration_since(self.sent);
         self.load.lock().observe(rtt.as_nanos() as f64, now);
     }
@@ -114,50 +130,54 @@ mod tests {
 
     const MS: f64 = 1_000_000.0;
 
-    fn ms(load: &PeakEwma) -> f64 {
-        load.rtt().as_nanos() as f64 / MS
+    fn ms(load: &PeakEwma, now: Instant) -> f64 {
+        load.rtt_at(now).as_nanos() as f64 / MS
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_slower_response_is_taken_at_once() {
-        let load = Arc::new(PeakEwma::new(Duration::from_millis(5)));
-        let request = load.start();
-        tokio::time::advance(Duration::from_millis(40)).await;
-        request.finish();
-        assert!((ms(&load) - 40.0).abs() < 0.1, "{}", ms(&load));
+    fn after(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn faster_responses_pull_the_estimate_down_over_the_decay() {
-        let load = Arc::new(PeakEwma::new(Duration::from_millis(40)));
+    #[test]
+    fn a_slower_response_is_taken_at_once() {
+        let t0 = Instant::now();
+        let load = Arc::new(PeakEwma::new_at(Duration::from_millis(5), t0));
+        load.start_at(t0).finish_at(after(t0, 40));
+        let estimate = ms(&load, after(t0, 40));
+        assert!((estimate - 40.0).abs() < 0.1, "{estimate}");
+    }
+
+    #[test]
+    fn faster_responses_pull_the_estimate_down_over_the_decay() {
+        let t0 = Instant::now();
+        let load = Arc::new(PeakEwma::new_at(Duration::from_millis(40), t0));
         // One decay period of 1 ms responses: 40 → 1 + 39/e ≈ 15.3 ms.
-        for _ in 0..10_000 {
-            let request = load.start();
-            tokio::time::advance(Duration::from_millis(1)).await;
-            request.finish();
+        for i in 0..10_000 {
+            load.start_at(after(t0, i)).finish_at(after(t0, i + 1));
         }
-        let estimate = ms(&load);
+        let estimate = ms(&load, after(t0, 10_000));
         assert!((14.0..17.0).contains(&estimate), "{estimate}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_estimate_decays() {
-        let load = PeakEwma::new(Duration::from_millis(100));
-        tokio::time::advance(DECAY).await;
-        let estimate = ms(&load);
+    #[test]
+    fn an_idle_estimate_decays() {
+        let t0 = Instant::now();
+        let load = PeakEwma::new_at(Duration::from_millis(100), t0);
+        let estimate = ms(&load, t0 + DECAY);
         assert!((36.0..37.5).contains(&estimate), "{estimate}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn requests_in_flight_multiply_the_cost() {
-        let load = Arc::new(PeakEwma::new(Duration::from_millis(10)));
-        let idle = load.cost();
-        let a = load.start();
-        let b = load.start();
-        assert!((load.cost() / idle - 3.0).abs() < 1e-6);
+    #[test]
+    fn requests_in_flight_multiply_the_cost() {
+        let t0 = Instant::now();
+        let load = Arc::new(PeakEwma::new_at(Duration::from_millis(10), t0));
+        let idle = load.cost(t0);
+        let a = load.start_at(t0);
+        let b = load.start_at(t0);
+        assert!((load.cost(t0) / idle - 3.0).abs() < 1e-6);
         drop(a);
-        assert!((load.cost() / idle - 2.0).abs() < 1e-6);
+        assert!((load.cost(t0) / idle - 2.0).abs() < 1e-6);
         drop(b);
-        assert!((load.cost() / idle - 1.0).abs() < 1e-6);
+        assert!((load.cost(t0) / idle - 1.0).abs() < 1e-6);
     }
 }

@@ -160,7 +160,9 @@ impl std::error::Error for ParsePolicyError {}
 ///   with a [wait](BalancerBuilder::wait_for_endpoint), a request whose
 ///   endpoints are all ejected waits for one to come back.
 ///   Requests that failed after something was sent are not retried: they may
-///   have run. Killing a server therefore costs only the requests already
+///   have run. A request sent again carries the same method, URI and headers
+///   but not the request's [extensions](http::Extensions), which tonic's
+///   channel does not read. Killing a server therefore costs only the requests already
 ///   written to its connection when it died: under a steady load, none or one.
 /// - **Discovery changes apply at once**, whether requests flow or not: a task
 ///   reads the [`Discovered`] stream and updates the set on every change. The
