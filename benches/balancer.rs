@@ -224,6 +224,7 @@ impl Servers {
         }
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
+            pin_to_cpu(1);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -702,17 +703,33 @@ struct Config {
     client: Client,
 }
 
-async fn configs(
+/// The two services of row 4, registered once: one with the first server,
+/// one with all three.
+async fn services(
     etcd: &etcd_client::Client,
     servers: &Servers,
-) -> (Vec<Config>, Vec<Registration>) {
+) -> ([String; 2], Vec<Registration>) {
     let one = support::unique("overhead-1");
     let three = support::unique("overhead-3");
     let mut registrations = vec![register(etcd, servers.list[0].instance(&one)).await];
     for server in &servers.list {
         registrations.push(register(etcd, server.instance(&three)).await);
     }
-    let plain = default_endpoint(&servers.list[0].instance(&one))
+    ([one, three], registrations)
+}
+
+/// Fresh clients of every compared service, connected and warmed up: each
+/// round makes its own, with new connections, so that where their buffers
+/// happen to lie in memory (which moves throughput by several per cent on
+/// this kind of machine, the same way for a whole process) varies from round
+/// to round instead of favouring one service for the whole run.
+async fn configs(
+    etcd: &etcd_client::Client,
+    servers: &Servers,
+    [one, three]: &[String; 2],
+    warm_calls: usize,
+) -> Vec<Config> {
+    let plain = default_endpoint(&servers.list[0].instance(one))
         .unwrap()
         .connect()
         .await
@@ -722,7 +739,7 @@ async fn configs(
         servers: 1,
         client: Client::channel(plain),
     }];
-    for (service, n) in [(&one, 1), (&three, 3)] {
+    for (service, n) in [(one, 1), (three, 3)] {
         let channel = Discovery::new(etcd.clone(), service.as_str())
             .balance_channel()
             .await
@@ -734,7 +751,7 @@ async fn configs(
         });
     }
     for policy in Policy::ALL {
-        for (service, n) in [(&one, 1), (&three, 3)] {
+        for (service, n) in [(one, 1), (three, 3)] {
             let balancer = Discovery::new(etcd.clone(), service.as_str())
                 .balancer(policy)
                 .await
@@ -746,7 +763,14 @@ async fn configs(
             });
         }
     }
-    (configs, registrations)
+    for config in &mut configs {
+        // Connect, and let tonic's channel take in its endpoints.
+        for server in &servers.list[..config.servers] {
+            reach(&mut config.client, server, 1000).await;
+        }
+        sequential(&config.client, warm_calls).await;
+    }
+    configs
 }
 
 /// Row 4: sequential and concurrent calls through each service, in rounds
@@ -759,18 +783,21 @@ async fn overhead(
 ) -> (Vec<Row>, String) {
     let client = etcd.client().await;
     let servers = Servers::start(&[Duration::ZERO; 3]);
-    let (mut configs, registrations) = configs(&client, &servers).await;
-    for config in &mut configs {
-        // Connect, and let tonic's channel take in its endpoints.
-        for server in &servers.list[..config.servers] {
-            reach(&mut config.client, server, 1000).await;
-        }
-        sequential(&config.client, seq_calls / 4).await;
-    }
-    let mut seq: Vec<Vec<Run>> = vec![Vec::new(); configs.len()];
-    let mut conc: Vec<Vec<Run>> = vec![Vec::new(); configs.len()];
+    let (services, registrations) = services(&client, &servers).await;
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut seq: Vec<Vec<Run>> = Vec::new();
+    let mut conc: Vec<Vec<Run>> = Vec::new();
     for round in 0..rounds {
         eprintln!("  overhead round {}/{rounds}…", round + 1);
+        let configs = configs(&client, &servers, &services, seq_calls / 4).await;
+        if names.is_empty() {
+            names = configs
+                .iter()
+                .map(|c| (c.name.clone(), c.servers))
+                .collect();
+            seq = vec![Vec::new(); configs.len()];
+            conc = vec![Vec::new(); configs.len()];
+        }
         // Each round starts with another service, so that none is always
         // measured first or last.
         for k in 0..configs.len() {
@@ -779,8 +806,7 @@ async fn overhead(
             conc[i].push(concurrent(&configs[i].client, Budget::Calls(conc_calls)).await);
         }
     }
-    // Drop the clients (and their discoveries); keep the names.
-    let configs: Vec<(String, usize)> = configs.into_iter().map(|c| (c.name, c.servers)).collect();
+    let configs = names;
     for r in registrations {
         r.deregister().await.unwrap();
     }
@@ -990,10 +1016,22 @@ async fn slow_instance(etcd: &support::Etcd, warm: Duration, measure: Duration) 
     }
 }
 
+/// Keeps the calling thread on one CPU (if the machine has it): the client
+/// and the servers each get their own, so that the scheduler moving them
+/// around adds no noise to the comparisons.
+fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        // Not fatal: a machine with one CPU, or a restricted cgroup.
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
 fn main() {
     let Some(args) = Args::parse() else {
         return;
     };
+    pin_to_cpu(0);
     let quick = args.quick;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1019,7 +1057,7 @@ fn main() {
             let (overhead_rows, overhead_details) = if quick {
                 overhead(&etcd, 4, 100, 1_000).await
             } else {
-                overhead(&etcd, 50, 300, 3_000).await
+                overhead(&etcd, 100, 300, 3_000).await
             };
             rows.extend(overhead_rows);
             details = overhead_details;
