@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{median, median_ci, ms, quantile, rate, section, us, us1, Args, Row};
+use common::{median, median_ci, ms, quantile, rate, section, us, us1, Args, Met, Row};
 use etcd_client::{EventType, WatchOptions};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -679,7 +679,7 @@ async fn remove_latency(etcd: &support::Etcd, rounds: usize, tonic_rounds: usize
             ms(ap50),
         ),
         goal: "p99 ≤ 5 ms, no request routed there afterwards".into(),
-        met: Some(gp99 <= Duration::from_millis(5) && misrouted == 0),
+        met: Met::from(gp99 <= Duration::from_millis(5) && misrouted == 0),
         reading: format!(
             "the clock starts when `deregister()` is called (it stops the keepalive task, \
              then revokes the lease, which deletes the key with it in one request); the \
@@ -881,11 +881,16 @@ async fn overhead(
                 ours.iter().map(|&(_, i)| ratio(i, tonic)).collect();
             let to_tonic: Vec<f64> = to_tonic_ci.iter().map(|ci| ci.1).collect();
             let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-            let ahead = min(&to_tonic) > 1.0;
-            let met = if n == 1 {
-                ahead && min(&to_plain) >= 0.95
+            // "Ahead" counts only where the whole confidence interval is:
+            // a median above 1.00 inside an interval that holds 1.00 is a tie.
+            let ahead = to_tonic_ci.iter().filter(|ci| ci.0 > 1.0).count();
+            let behind = to_tonic_ci.iter().filter(|ci| ci.2 < 1.0).count();
+            let met = if n == 1 && min(&to_plain) < 0.95 || behind > 0 {
+                Met::No
+            } else if ahead == ours.len() {
+                Met::Yes
             } else {
-                ahead
+                Met::Tie
             };
             let ours_text = ours
                 .iter()
@@ -927,16 +932,19 @@ async fn overhead(
                 ours: ours_text,
                 baseline,
                 goal: goal.into(),
-                met: Some(met),
+                met,
                 reading: format!(
                     "our policies run at {:.2}–{:.2}× balance_channel's throughput and \
-                     {:.2}–{:.2}× the plain Channel's (medians of per-round ratios); the client \
-                     spends {:+.1} µs of CPU per call against balance_channel and {:+.1} µs \
-                     against the plain Channel",
+                     {:.2}–{:.2}× the plain Channel's (medians of per-round ratios); \
+                     measurably ahead of balance_channel (95 % CI above 1.00) with {ahead} \
+                     of {} policies, measurably behind with {behind}; the client spends \
+                     {:+.1} µs of CPU per call against balance_channel and {:+.1} µs against \
+                     the plain Channel",
                     min(&to_tonic),
                     to_tonic.iter().copied().fold(0.0, f64::max),
                     min(&to_plain),
                     to_plain.iter().copied().fold(0.0, f64::max),
+                    ours.len(),
                     cpu_mean - runs[tonic].cpu.as_secs_f64() * 1e6,
                     cpu_mean - runs[plain].cpu.as_secs_f64() * 1e6,
                 ),
@@ -1007,7 +1015,7 @@ async fn slow_instance(etcd: &support::Etcd, warm: Duration, measure: Duration) 
         ours: format!("{}; {}", text("p2c"), text("round-robin")),
         baseline: text("balance_channel"),
         goal: "none set; p2c's p99 below balance_channel's".into(),
-        met: Some(p99("p2c") < p99("balance_channel")),
+        met: Met::from(p99("p2c") < p99("balance_channel")),
         reading: "round robin and tonic's random pick send about a third of the requests to \
                   the slow server, so their p99 is its 20 ms; p2c compares peak-EWMA response \
                   time × requests in flight and sends it only what the fast servers' queues \

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{median, ms, quantile, section, Args, Row};
+use common::{median, ms, quantile, section, Args, Met, Row};
 use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
 use tonic_etcd::codec::{Codec, Native};
@@ -160,7 +160,7 @@ async fn add_latency(etcd: &support::Etcd, n: usize) -> Row {
         ours: format!("p50 {} / p99 {}", ms(op50), ms(op99)),
         baseline: format!("raw watch p50 {} / p99 {}", ms(rp50), ms(rp99)),
         goal: "p99 ≤ raw p99 + 1 ms".into(),
-        met: Some(op99 <= rp99 + Duration::from_millis(1)),
+        met: Met::from(op99 <= rp99 + Duration::from_millis(1)),
         reading: format!(
             "discovery adds {} at p50 over etcd's own watch delivery",
             ms(op50.saturating_sub(rp50))
@@ -217,7 +217,7 @@ async fn crash_detection(etcd: &support::Etcd, rounds: usize) -> Row {
             worst.as_secs_f64() / ttl.as_secs_f64()
         ),
         goal: "≤ TTL + 1 s".into(),
-        met: Some(worst <= ttl + Duration::from_secs(1)),
+        met: Met::from(worst <= ttl + Duration::from_secs(1)),
         reading:
             "bounded by etcd's lease expiry; the Remove follows the DELETE within milliseconds"
                 .into(),
@@ -335,7 +335,7 @@ async fn initial_sync(etcd: &support::Etcd, n: usize) -> Row {
         ),
         baseline: format!("raw paginated Get {}", ms(raw)),
         goal: "≤ 3× raw, ≤ 1 KB/instance, no 4 MiB limit hit".into(),
-        met: Some(ratio <= 3.0 && per_instance <= 1024.0 && largest < LIMIT),
+        met: Met::from(ratio <= 3.0 && per_instance <= 1024.0 && largest < LIMIT),
         reading: format!(
             "median of {reps} alternating runs; pages of 1000 keys pinned at one revision, \
              the largest {:.0} KiB of keys and values, {:.1} % of tonic's 4 MiB limit; the \
@@ -458,7 +458,7 @@ async fn churn(etcd: &support::Etcd, ops: usize, over: Duration) -> Row {
         ),
         baseline: format!("etcd holds {etcd_state} keys, discovery {}", snapshot.len()),
         goal: "p99 ≤ 20 ms, exact final set".into(),
-        met: Some(exact && p99 <= Duration::from_millis(20)),
+        met: Met::from(exact && p99 <= Duration::from_millis(20)),
         reading:
             "lag from the operation's start to the Change; registration is a lease grant + put"
                 .into(),
@@ -537,7 +537,7 @@ async fn keepalive_cost(etcd: &support::Etcd, n: usize, window: Duration) -> Row
             msgs, all
         ),
         goal: "≤ 3 requests/instance/TTL, < 2 % of a core".into(),
-        met: Some(per_ttl <= 3.0 + 0.05 && core < 2.0),
+        met: Met::from(per_ttl <= 3.0 + 0.05 && core < 2.0),
         reading: "one keepalive message per lease every TTL/3, and nothing else (the watch \
                   of each registration's own key is an idle stream); the keepalives of one \
                   process start on a shared 100 ms grid, so many leases share one wake-up and a \

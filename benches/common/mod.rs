@@ -52,14 +52,33 @@ impl Args {
     }
 }
 
+/// Whether a row meets its goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Met {
+    Yes,
+    No,
+    /// A comparison whose 95 % confidence interval holds both sides of the
+    /// goal: neither met nor missed measurably on this machine.
+    Tie,
+}
+
+impl From<bool> for Met {
+    fn from(met: bool) -> Met {
+        if met {
+            Met::Yes
+        } else {
+            Met::No
+        }
+    }
+}
+
 /// One row of the results table.
 pub struct Row {
     pub name: String,
     pub ours: String,
     pub baseline: String,
     pub goal: String,
-    /// `None` where the issue sets no goal.
-    pub met: Option<bool>,
+    pub met: Met,
     pub reading: String,
 }
 
@@ -129,9 +148,9 @@ pub fn section(title: &str, setup: &str, rows: &[Row], details: &str) -> String 
     let _ = writeln!(out, "|---|---|---|---|---|");
     for r in rows {
         let met = match r.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "n/a",
+            Met::Yes => "yes",
+            Met::No => "**no**",
+            Met::Tie => "**tie**",
         };
         let _ = writeln!(
             out,
