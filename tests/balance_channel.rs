@@ -1,6 +1,7 @@
 //! tonic's balanced channel fed by discovery: requests reach every discovered
 //! server, stop reaching a removed one, and the driver stops with the channel.
 
+mod balancer_support;
 mod support;
 
 use std::collections::HashSet;
@@ -9,11 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use balancer_support::Greeter;
 use etcd_client::Client;
 use support::{wait_for, wait_until, Etcd};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic::{Request, Response, Status};
+use tonic::transport::Channel;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{balance, Discovery, Instance};
 
@@ -22,43 +22,7 @@ pub mod hello {
 }
 
 use hello::greeter_client::GreeterClient;
-use hello::greeter_server::{Greeter, GreeterServer};
-use hello::{HelloReply, HelloRequest};
-
-struct Hello {
-    addr: SocketAddr,
-    served: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        self.served.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.addr),
-        }))
-    }
-}
-
-/// A greeter on 127.0.0.1:0; returns its address and its request counter.
-async fn serve() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = Arc::new(AtomicUsize::new(0));
-    let greeter = Hello {
-        addr,
-        served: served.clone(),
-    };
-    tokio::spawn(
-        Server::builder()
-            .add_service(GreeterServer::new(greeter))
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    (addr, served)
-}
+use hello::HelloRequest;
 
 async fn register(client: &mut Client, service: &str, addr: SocketAddr) -> String {
     let instance = Instance::new(service, addr.to_string()).unwrap();
@@ -95,8 +59,10 @@ async fn requests_follow_discovery() {
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
     let service = support::unique("greeter");
-    let (addr_a, served_a) = serve().await;
-    let (addr_b, served_b) = serve().await;
+    let a = Greeter::start();
+    let addr_a = a.addr;
+    let b = Greeter::start();
+    let addr_b = b.addr;
     let key_a = register(&mut client, &service, addr_a).await;
     register(&mut client, &service, addr_b).await;
 
@@ -116,7 +82,7 @@ async fn requests_follow_discovery() {
         seen,
         HashSet::from([addr_a.to_string(), addr_b.to_string()])
     );
-    assert!(served_a.load(Ordering::SeqCst) > 0 && served_b.load(Ordering::SeqCst) > 0);
+    assert!(a.served() > 0 && b.served() > 0);
 
     // Remove a: once tonic has applied the change, a gets nothing more.
     client.delete(key_a, None).await.unwrap();
@@ -133,18 +99,15 @@ async fn requests_follow_discovery() {
             streak = 0;
         }
     }
-    let a_before = served_a.load(Ordering::SeqCst);
+    let a_before = a.served();
     for _ in 0..30 {
         assert_eq!(hello(&channel).await, addr_b.to_string());
     }
-    assert_eq!(
-        served_a.load(Ordering::SeqCst),
-        a_before,
-        "a still got requests"
-    );
+    assert_eq!(a.served(), a_before, "a still got requests");
 
     // A new instance is picked up as requests flow.
-    let (addr_c, served_c) = serve().await;
+    let c = Greeter::start();
+    let addr_c = c.addr;
     register(&mut client, &service, addr_c).await;
     wait_for(Duration::from_secs(10), "c to answer", || {
         let channel = channel.clone();
@@ -152,7 +115,7 @@ async fn requests_follow_discovery() {
         async move { (hello(&channel).await == c).then_some(()) }
     })
     .await;
-    assert!(served_c.load(Ordering::SeqCst) > 0);
+    assert!(c.served() > 0);
 }
 
 #[tokio::test]
@@ -161,7 +124,8 @@ async fn driver_and_discovery_stop_when_the_channel_is_dropped() {
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
     let service = support::unique("dropped");
-    let (addr, _) = serve().await;
+    let server = Greeter::start();
+    let addr = server.addr;
     register(&mut client, &service, addr).await;
 
     let discovered = Discovery::new(client.clone(), &service)
@@ -181,7 +145,8 @@ async fn driver_and_discovery_stop_when_the_channel_is_dropped() {
     let clone = channel.clone();
     drop(channel);
     // One clone left: the driver keeps going.
-    let (addr2, _) = serve().await;
+    let server2 = Greeter::start();
+    let addr2 = server2.addr;
     register(&mut client, &service, addr2).await;
     wait_until(
         Duration::from_secs(10),

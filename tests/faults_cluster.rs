@@ -3,19 +3,18 @@
 //! lease or a fresh one), a discovery over all three endpoints never misses a
 //! live instance, and a client balanced over real servers never fails.
 
+mod balancer_support;
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use balancer_support::Greeter;
 use etcd_client::{Client, GetOptions};
 use support::{wait_until, Cluster};
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic::{Request, Response, Status};
+use tonic::transport::Channel;
 use tonic_etcd::{balance, Discovery, Instance, Registrar, Registration, RegistrationState};
 
 pub mod hello {
@@ -23,8 +22,7 @@ pub mod hello {
 }
 
 use hello::greeter_client::GreeterClient;
-use hello::greeter_server::{Greeter, GreeterServer};
-use hello::{HelloReply, HelloRequest};
+use hello::HelloRequest;
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
@@ -33,34 +31,6 @@ type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 const TTL: Duration = Duration::from_secs(2);
 /// How long each fault is held: longer than the TTL.
 const HOLD: Duration = Duration::from_millis(3000);
-
-struct Hello {
-    addr: SocketAddr,
-}
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.addr),
-        }))
-    }
-}
-
-/// A greeter on 127.0.0.1:0.
-async fn serve() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(GreeterServer::new(Hello { addr }))
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    addr
-}
 
 /// Records, for one registration, how long it spent not `Registered` at most,
 /// and how many leases it went through.
@@ -163,8 +133,9 @@ async fn leader_and_follower_faults_lose_nothing() -> Result {
 
     let mut registrations = Vec::new();
     let mut outages = Vec::new();
-    for _ in 0..3 {
-        let addr = serve().await;
+    let servers = [Greeter::start(), Greeter::start(), Greeter::start()];
+    for server in &servers {
+        let addr = server.addr;
         let registration = Registrar::new(cluster.client().await)
             .ttl(TTL)
             .register(Instance::new(&service, addr.to_string())?)

@@ -7,18 +7,16 @@
 //! `Discovery::balance_channel` builds it, with the handle kept to know when
 //! discovery has seen the changes) and with the crate's `Balancer`.
 
+mod balancer_support;
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use balancer_support::Greeter;
 use etcd_client::Client;
 use support::{wait_until, Etcd};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic::{Request, Response, Status};
+use tonic::transport::Channel;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{balance, Balancer, Discovery, DiscoveryHandle, Instance, Policy};
 
@@ -27,60 +25,13 @@ pub mod hello {
 }
 
 use hello::greeter_client::GreeterClient;
-use hello::greeter_server::{Greeter, GreeterServer};
-use hello::{HelloReply, HelloRequest};
+use hello::HelloRequest;
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// How long the client stays idle before its next requests: long enough for
 /// tonic's connections to settle, well under any keepalive timeout.
 const IDLE: Duration = Duration::from_millis(500);
-
-struct Hello {
-    addr: SocketAddr,
-    served: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        self.served.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.addr),
-        }))
-    }
-}
-
-/// A greeter on 127.0.0.1:0 that counts what it serves.
-struct Greeterd {
-    addr: SocketAddr,
-    served: Arc<AtomicUsize>,
-}
-
-impl Greeterd {
-    async fn start() -> Greeterd {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let served = Arc::new(AtomicUsize::new(0));
-        let greeter = Hello {
-            addr,
-            served: served.clone(),
-        };
-        tokio::spawn(
-            Server::builder()
-                .add_service(GreeterServer::new(greeter))
-                .serve_with_incoming(TcpIncoming::from(listener)),
-        );
-        Greeterd { addr, served }
-    }
-
-    fn served(&self) -> usize {
-        self.served.load(Ordering::SeqCst)
-    }
-}
 
 /// Registers `addr` under `id` (a plain put, as a registration would).
 async fn put(client: &mut Client, service: &str, id: &str, addr: SocketAddr) -> String {
@@ -182,10 +133,10 @@ async fn changes_made_while_idle(kind: Kind) -> Result {
     let mut client = etcd.client().await;
     let service = support::unique("idle");
     let servers = [
-        Greeterd::start().await,
-        Greeterd::start().await,
-        Greeterd::start().await,
-        Greeterd::start().await,
+        Greeter::start(),
+        Greeter::start(),
+        Greeter::start(),
+        Greeter::start(),
     ];
     let [a, b, c, d] = &servers;
     let key_a = put(&mut client, &service, "a", a.addr).await;
@@ -277,7 +228,7 @@ async fn more_changes_while_idle(kind: Kind) -> Result {
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
     let service = support::unique("idle-many");
-    let [b, c] = [Greeterd::start().await, Greeterd::start().await];
+    let [b, c] = [Greeter::start(), Greeter::start()];
     put(&mut client, &service, "b", b.addr).await;
     let key_c = put(&mut client, &service, "c", c.addr).await;
     let (channel, handle) = Side::new(kind, &client, &service).await;
