@@ -5,9 +5,9 @@
 # on free ports (the test fixture), and assembles their markdown into
 # BENCHMARKS.md with a line on the machine.
 #
-# $BENCH_ARGS is passed to both harnesses: `--quick` for smaller sizes (then
-# the result goes to target/BENCHMARKS-quick.md, not BENCHMARKS.md), or
-# `--only 2,4` for some rows. $ETCD_BIN names the etcd binary (default: etcd on
+# $BENCH_ARGS is passed to both harnesses: `--quick` for smaller sizes, or
+# `--only 2,4` for some rows; either way the result goes to
+# target/BENCHMARKS-partial.md, not BENCHMARKS.md. $ETCD_BIN names the etcd binary (default: etcd on
 # PATH); $CARGO the cargo to use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
