@@ -22,6 +22,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use http_body::{Frame, SizeHint};
+use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::codegen::Bytes;
 use tonic::transport::Channel;
@@ -38,8 +39,8 @@ type ChannelFuture = <Channel as Service<http::Request<Body>>>::Future;
 
 /// One request through the balancer, from its first attempt to its response.
 ///
-/// The first attempt runs inline, without allocating beyond the request's own
-/// copy for a retry: that is the path of nearly every request. A request that
+/// The first attempt runs inline, without boxing a future: that is the path of
+/// nearly every request. A request that
 /// must be sent again, or must wait for an endpoint, continues in a boxed
 /// [`retry`] loop.
 pub(super) struct Call {
@@ -67,6 +68,9 @@ struct First {
     slot: Slot,
     attempt: Attempt,
     in_flight: Option<InFlight>,
+    /// Until when the request may wait for an endpoint, counted from its
+    /// start; `None` without a wait.
+    deadline: Option<Instant>,
 }
 
 // Waiting is the large variant on purpose, as in `State`.
@@ -84,8 +88,10 @@ impl Call {
     /// Starts `request` towards an endpoint picked by the policy; see the
     /// module docs.
     pub(super) fn start(shared: Arc<Shared>, request: http::Request<Body>) -> Call {
+        // Only a request that may wait for an endpoint reads the clock.
+        let deadline = (!shared.wait().is_zero()).then(|| Instant::now() + shared.wait());
         let Some(target) = shared.pick(&[]) else {
-            let state = if shared.wait().is_zero() {
+            let state = if deadline.is_none() {
                 State::Failed(Some(unavailable(&shared, None).into()))
             } else {
                 let (mut parts, body) = request.into_parts();
@@ -96,6 +102,7 @@ impl Call {
                     extensions,
                     Slot::new(body),
                     Retry::default(),
+                    deadline,
                 )))
             };
             return Call { state };
@@ -105,6 +112,9 @@ impl Call {
         let slot = Slot::new(body);
         let request = http::Request::from_parts(parts, Body::new(slot.lend()));
         let channel = target.borrow_channel();
+        // Only p2c reads the load; the request counts from its pick, as a
+        // retried one does.
+        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
         Call {
             state: State::First(First {
                 shared,
@@ -112,7 +122,8 @@ impl Call {
                 head,
                 slot,
                 attempt: Attempt::Waiting(channel, request),
-                in_flight: None,
+                in_flight,
+                deadline,
             }),
         }
     }
@@ -145,6 +156,7 @@ impl Future for Call {
                 target,
                 head,
                 slot,
+                deadline,
                 ..
             } = first;
             let mut retry_state = Retry::default();
@@ -157,6 +169,7 @@ impl Future for Call {
                         Extensions::new(),
                         slot,
                         retry_state,
+                        deadline,
                     )))
                 }
             }
@@ -176,10 +189,6 @@ impl First {
             else {
                 unreachable!("checked above");
             };
-            // Only p2c reads the load.
-            if self.shared.policy() == Policy::P2c {
-                self.in_flight = Some(self.target.load.start());
-            }
             self.attempt = Attempt::Sent(channel.call(request));
             self.target.return_channel(channel);
         }
@@ -249,18 +258,18 @@ async fn retry(
     mut extensions: Extensions,
     slot: Slot,
     mut state: Retry,
+    deadline: Option<Instant>,
 ) -> Response {
-    let deadline = tokio::time::Instant::now() + shared.wait();
     // Only a request that may wait for an endpoint follows the changes.
-    let mut changes = (!shared.wait().is_zero()).then(|| shared.changes());
+    let mut changes = deadline.map(|deadline| (deadline, shared.changes()));
     loop {
         let target = match state.again.take() {
             Some(target) => target,
             None => match shared.pick(&state.tried) {
                 Some(target) => target,
                 None => {
-                    if let Some(changes) = &mut changes {
-                        if tokio::time::timeout_at(deadline, changes.changed())
+                    if let Some((deadline, changes)) = &mut changes {
+                        if tokio::time::timeout_at(*deadline, changes.changed())
                             .await
                             .is_ok_and(|changed| changed.is_ok())
                         {

@@ -95,8 +95,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Set {
     entries: BTreeMap<String, Entry>,
-    /// The targets of the ready entries, in key order: what round robin and
-    /// p2c pick from without looking anything up.
+    /// The targets of the ready entries, in key order: what every policy
+    /// picks from without looking anything up.
     ready: Vec<Arc<Target>>,
     /// `(weight, current)` of each ready target, in the same order: the
     /// smooth weighted round robin state.

@@ -39,7 +39,9 @@ impl Estimate {
             let keep = (-elapsed / DECAY.as_nanos() as f64).exp();
             self.rtt_ns = self.rtt_ns * keep + rtt_ns * (1.0 - keep);
         }
-        self.at = now;
+        // A reader that took `now` before another's update must not move the
+        // clock back, or the next decay would count that time twice.
+        self.at = self.at.max(now);
     }
 }
 

@@ -160,10 +160,11 @@ impl std::error::Error for ParsePolicyError {}
 ///   with a [wait](BalancerBuilder::wait_for_endpoint), a request whose
 ///   endpoints are all ejected waits for one to come back.
 ///   Requests that failed after something was sent are not retried: they may
-///   have run. A request sent again carries the same method, URI and headers
-///   but not the request's [extensions](http::Extensions), which tonic's
-///   channel does not read. Killing a server therefore costs only the requests already
+///   have run. Killing a server therefore costs only the requests already
 ///   written to its connection when it died: under a steady load, none or one.
+///   A request sent again carries the same method, URI and headers but not the
+///   request's [extensions](http::Extensions), which tonic's channel does not
+///   read. The wait for an endpoint counts from the request's start.
 /// - **Discovery changes apply at once**, whether requests flow or not: a task
 ///   reads the [`Discovered`] stream and updates the set on every change. The
 ///   instances of the initial Get are known when the balancer is built.
