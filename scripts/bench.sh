@@ -125,7 +125,7 @@ of the per-round ratios with a distribution-free 95 % confidence interval. A lin
 reads **tie** when that interval holds 1.00 for some policy and none is
 measurably behind.
 
-In every line the medians sit at about 0.99-1.07× `balance_channel`'s
+In every line the medians sit at about 0.98-1.07× `balance_channel`'s
 throughput and no policy has been measurably behind it; which lines are also
 measurably ahead changes from run to run (sequential lines more often, where
 the latency of the one request in flight counts; with 64 in flight, where the
