@@ -149,10 +149,7 @@ impl Etcd {
     }
 
     fn kill_now(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(&mut self.child);
     }
 
     /// Starts the member again on the same ports with the same data and waits until
@@ -222,89 +219,43 @@ impl Etcd {
     }
 
     /// `Some(status)` if the process has exited (or was never started).
-    fn exited(&mut self) -> Option<String> {
-        match &mut self.child {
-            Some(child) => child
-                .try_wait()
-                .expect("wait for etcd")
-                .map(|status| status.to_string()),
-            None => Some("not started".to_owned()),
-        }
-    }
-
     /// Spawns the process (not waiting for health).
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "etcd {} already running", self.name);
-        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open etcd log");
         let client_url = self.endpoint();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut command = Command::new(&bin);
-        // etcd reads ETCD_* variables as flags and warns about (or trips over)
-        // those it does not know, such as ETCD_ENDPOINTS or ETCD_BIN.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .arg("--name")
-            .arg(&self.name)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--listen-client-urls")
-            .arg(&client_url)
-            .arg("--advertise-client-urls")
-            .arg(&client_url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
-            .arg("--initial-cluster-token")
-            .arg(&self.token)
-            .arg("--initial-cluster-state")
-            .arg("new")
-            .args(TIMING_FLAGS)
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log file"))
-            .stderr(log);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {bin} (set $ETCD_BIN?): {error}"));
+        let child = spawn_etcd(&self.log_path(), &[], |command| {
+            command
+                .arg("--name")
+                .arg(&self.name)
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .arg("--listen-client-urls")
+                .arg(&client_url)
+                .arg("--advertise-client-urls")
+                .arg(&client_url)
+                .arg("--listen-peer-urls")
+                .arg(&peer_url)
+                .arg("--initial-advertise-peer-urls")
+                .arg(&peer_url)
+                .arg("--initial-cluster")
+                .arg(&self.initial_cluster)
+                .arg("--initial-cluster-token")
+                .arg(&self.token)
+                .arg("--initial-cluster-state")
+                .arg("new");
+        });
         self.child = Some(child);
     }
 
     /// Polls `/health` until it answers `"health":"true"`.
     async fn wait_healthy(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + HEALTHY_WITHIN;
-        loop {
-            if let Some(status) = self.exited() {
-                return Err(format!(
-                    "etcd {} exited ({status}) before becoming healthy; log tail:\n{}",
-                    self.name,
-                    self.log_tail()
-                ));
-            }
-            if health(self.client_port).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "etcd {} at {} not healthy after {HEALTHY_WITHIN:?}; log tail:\n{}",
-                    self.name,
-                    self.endpoint(),
-                    self.log_tail()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (what, endpoint, log) = (
+            format!("etcd {}", self.name),
+            self.endpoint(),
+            self.log_path(),
+        );
+        wait_healthy(&mut self.child, &what, &endpoint, self.client_port, &log).await
     }
 
     /// The last 4 KiB of the member's log.
@@ -511,6 +462,83 @@ async fn health(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(3), check).await,
         Ok(Some(true))
     )
+}
+
+/// Starts etcd (`$ETCD_BIN`, else `etcd`) logging to `log`: the member's own
+/// flags from `member`, then the shared timing and logging flags, then
+/// `extra`. Panics if the binary cannot be started.
+fn spawn_etcd(log: &Path, extra: &[String], member: impl FnOnce(&mut Command)) -> Child {
+    let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open etcd log");
+    let mut command = Command::new(&bin);
+    // etcd reads ETCD_* variables as flags and warns about (or trips over)
+    // those it does not know, such as ETCD_ENDPOINTS or ETCD_BIN.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ETCD_") {
+            command.env_remove(key);
+        }
+    }
+    member(&mut command);
+    command
+        .args(TIMING_FLAGS)
+        .args(["--logger", "zap", "--log-outputs", "stderr"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log file"))
+        .stderr(log);
+    command
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {bin} (set $ETCD_BIN?): {error}"))
+}
+
+/// Polls the `/health` of the etcd in `child` on `health_port` until it
+/// answers `"health":"true"`; fails when the process exits or after
+/// [`HEALTHY_WITHIN`], with `what` and the tail of `log` in the message.
+async fn wait_healthy(
+    child: &mut Option<Child>,
+    what: &str,
+    endpoint: &str,
+    health_port: u16,
+    log: &Path,
+) -> Result<(), String> {
+    let deadline = Instant::now() + HEALTHY_WITHIN;
+    loop {
+        let exited = match child {
+            Some(child) => child
+                .try_wait()
+                .expect("wait for etcd")
+                .map(|status| status.to_string()),
+            None => Some("not started".to_owned()),
+        };
+        if let Some(status) = exited {
+            return Err(format!(
+                "{what} exited ({status}) before becoming healthy; log tail:\n{}",
+                tail(log, 4096)
+            ));
+        }
+        if health(health_port).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what} at {endpoint} not healthy after {HEALTHY_WITHIN:?}; log tail:\n{}",
+                tail(log, 4096)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills (SIGKILL) the process in `child`, if any, and waits for it.
+fn kill_now(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 fn signal(child: &Child, signal: Signal) {

@@ -12,11 +12,10 @@
 //! - [`Proxy`]: a TCP proxy in front of a member whose connections a test can
 //!   cut, so that clients reconnect while etcd keeps running.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use etcd_client::{Client, Permission};
 use rcgen::{
@@ -29,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic_etcd::EtcdConfig;
 
-use super::{free_ports, health, tail, unique, HEALTHY_WITHIN, TIMING_FLAGS};
+use super::{free_ports, kill_now, spawn_etcd, tail, unique, wait_healthy};
 
 /// A certificate and its private key, as PEM files.
 #[derive(Debug, Clone)]
@@ -318,87 +317,53 @@ impl SecureEtcd {
     }
 
     fn kill_now(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(&mut self.child);
     }
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "etcd already running");
-        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("etcd.log"))
-            .expect("open etcd log");
         let client_url = self.endpoint();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut command = Command::new(&bin);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .args(["--name", "default", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .arg("--initial-cluster")
-            .arg(format!("default={peer_url}"))
-            .args(["--initial-cluster-token", &self.token])
-            .args(["--initial-cluster-state", "new"])
-            .arg("--listen-metrics-urls")
-            .arg(format!("http://127.0.0.1:{}", self.metrics_port))
-            .arg("--cert-file")
-            .arg(&self.pki.server.cert)
-            .arg("--key-file")
-            .arg(&self.pki.server.key);
-        if self.certs == ClientCerts::Required {
+        let log = self.dir.path().join("etcd.log");
+        let child = spawn_etcd(&log, &self.extra, |command| {
             command
-                .arg("--client-cert-auth")
-                .arg("--trusted-ca-file")
-                .arg(&self.pki.ca);
-        }
-        command
-            .args(TIMING_FLAGS)
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log file"))
-            .stderr(log);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {bin} (set $ETCD_BIN?): {error}"));
+                .args(["--name", "default", "--data-dir"])
+                .arg(self.dir.path().join("data"))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .arg("--initial-cluster")
+                .arg(format!("default={peer_url}"))
+                .args(["--initial-cluster-token", &self.token])
+                .args(["--initial-cluster-state", "new"])
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://127.0.0.1:{}", self.metrics_port))
+                .arg("--cert-file")
+                .arg(&self.pki.server.cert)
+                .arg("--key-file")
+                .arg(&self.pki.server.key);
+            if self.certs == ClientCerts::Required {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(&self.pki.ca);
+            }
+        });
         self.child = Some(child);
     }
 
+    /// Polls the plain-HTTP metrics listener's `/health` until it is healthy.
     async fn wait_healthy(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + HEALTHY_WITHIN;
-        loop {
-            if let Some(child) = &mut self.child {
-                if let Some(status) = child.try_wait().expect("wait for etcd") {
-                    return Err(format!(
-                        "secure etcd exited ({status}) before becoming healthy; log tail:\n{}",
-                        self.log_tail()
-                    ));
-                }
-            }
-            if health(self.metrics_port).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "secure etcd at {} not healthy after {HEALTHY_WITHIN:?}; log tail:\n{}",
-                    self.endpoint(),
-                    self.log_tail()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (endpoint, log) = (self.endpoint(), self.dir.path().join("etcd.log"));
+        wait_healthy(
+            &mut self.child,
+            "secure etcd",
+            &endpoint,
+            self.metrics_port,
+            &log,
+        )
+        .await
     }
 }
 
