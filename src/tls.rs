@@ -39,7 +39,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tonic::transport::Endpoint;
 
@@ -89,12 +88,7 @@ pub fn endpoint(instance: &Instance, tls: &ClientTlsConfig) -> Result<Endpoint> 
         .map_err(endpoint_error)?
         .tls_config(tls)
         .map_err(endpoint_error)?;
-    Ok(endpoint
-        .connect_timeout(Duration::from_secs(1))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true))
+    Ok(crate::balance::recommended(endpoint))
 }
 
 /// An endpoint template for

@@ -121,12 +121,18 @@ pub fn default_endpoint(instance: &Instance) -> Result<Endpoint> {
                 source,
             }
         })?;
-    Ok(endpoint
+    Ok(recommended(endpoint))
+}
+
+/// The settings of [`default_endpoint`], for any endpoint (`tls::endpoint`
+/// uses them too).
+pub(crate) fn recommended(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .connect_timeout(Duration::from_secs(1))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
 }
 
 /// A tonic [`Channel`] balanced over the instances of `discovered`, each turned
