@@ -172,6 +172,24 @@ async fn unless_closed<F: Future>(tx: &ChangeSender, future: F) -> Option<F::Out
     }
 }
 
+/// One etcd request of a session, bounded by [`REQUEST_TIMEOUT`]: its output,
+/// or how the session ends (the consumer gone, or the request `what` timed out
+/// or failed).
+async fn request<T, E: std::fmt::Display>(
+    tx: &ChangeSender,
+    what: &str,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, Session> {
+    match unless_closed(tx, timeout(REQUEST_TIMEOUT, future)).await {
+        None => Err(Session::Shutdown),
+        Some(Err(_)) => Err(Session::Failed(format!(
+            "{what} timed out after {REQUEST_TIMEOUT:?}"
+        ))),
+        Some(Ok(Err(error))) => Err(Session::Failed(format!("{what}: {error}"))),
+        Some(Ok(Ok(output))) => Ok(output),
+    }
+}
+
 /// The task that keeps a discovery up to date.
 pub(crate) struct Watcher {
     client: Client,
@@ -260,41 +278,20 @@ impl Watcher {
             // A watch carries the token only when it is created, and etcd
             // refuses an expired one in the watch response, where
             // etcd-client's automatic refresh does not look.
-            match unless_closed(
-                &self.tx,
-                timeout(REQUEST_TIMEOUT, self.client.refresh_token()),
-            )
-            .await
+            if let Err(end) = request(&self.tx, "authentication", self.client.refresh_token()).await
             {
-                None => return Session::Shutdown,
-                Some(Err(_)) => {
-                    return Session::Failed(format!(
-                        "authentication timed out after {REQUEST_TIMEOUT:?}"
-                    ))
-                }
-                Some(Ok(Err(error))) => return Session::Failed(format!("authentication: {error}")),
-                Some(Ok(Ok(()))) => {
-                    info!("authenticated again after etcd refused the token");
-                    self.reauthenticate = false;
-                }
+                return end;
             }
+            info!("authenticated again after etcd refused the token");
+            self.reauthenticate = false;
         }
         let resynced = self.resync;
         if self.resync {
             let kv = self.client.kv_client();
-            let snapshot =
-                match unless_closed(&self.tx, timeout(REQUEST_TIMEOUT, fetch(kv, &self.prefix)))
-                    .await
-                {
-                    None => return Session::Shutdown,
-                    Some(Err(_)) => {
-                        return Session::Failed(format!(
-                            "resync Get timed out after {REQUEST_TIMEOUT:?}"
-                        ))
-                    }
-                    Some(Ok(Err(error))) => return Session::Failed(format!("resync Get: {error}")),
-                    Some(Ok(Ok(snapshot))) => snapshot,
-                };
+            let snapshot = match request(&self.tx, "resync Get", fetch(kv, &self.prefix)).await {
+                Ok(snapshot) => snapshot,
+                Err(end) => return end,
+            };
             let before = self.revision;
             self.apply([Event::Resync { kvs: snapshot.kvs }]);
             self.revision = snapshot.revision;
