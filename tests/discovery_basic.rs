@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use support::changes::next;
 use support::Etcd;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Discovered, Discovery, Instance};
@@ -30,14 +31,6 @@ async fn put(client: &mut Client, instance: &Instance, lease: i64) -> String {
         .await
         .unwrap();
     key
-}
-
-/// The next change, within 5 s.
-async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
-    tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("the stream does not end while discovery runs")
 }
 
 /// How many changes are queued in the stream, not yet read.

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use etcd_client::Client;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use support::changes::{instance, next, put};
 use support::{wait_until, Etcd};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -66,28 +67,6 @@ impl Proxy {
     fn restore(&self) {
         self.open.send_replace(true);
     }
-}
-
-fn instance(service: &str, id: &str, port: u16) -> Instance {
-    Instance::new(service, format!("127.0.0.1:{port}"))
-        .unwrap()
-        .with_id(id)
-}
-
-async fn put(client: &mut Client, instance: &Instance) -> String {
-    let key = Native.key("/services", instance);
-    client
-        .put(key.clone(), Native.encode(instance).unwrap(), None)
-        .await
-        .unwrap();
-    key
-}
-
-async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
-    tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("stream alive")
 }
 
 /// Every change queued in the stream, rendered as `+key@addr` / `-key`.

@@ -5,21 +5,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use futures_util::StreamExt;
+use support::changes::{instance, record};
 use support::{wait_until, Etcd};
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, Discovery, DiscoveryHandle, Health, Instance};
-use tower::discover::Change;
-
-fn instance(service: &str, id: &str, port: u16) -> Instance {
-    Instance::new(service, format!("127.0.0.1:{port}"))
-        .unwrap()
-        .with_id(id)
-}
+use tonic_etcd::{Discovery, DiscoveryHandle, Health, Instance};
 
 /// Puts `instance`, retrying while the client reconnects after a restart.
 async fn put(client: &mut Client, instance: &Instance) -> String {
@@ -44,22 +36,6 @@ async fn delete(client: &mut Client, key: &str) {
         assert!(Instant::now() < deadline, "delete {key}: {error}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Reads the stream in the background, recording `+id` / `-id` in order.
-fn record(mut discovered: Discovered, prefix: String) -> Arc<Mutex<Vec<String>>> {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let writer = log.clone();
-    tokio::spawn(async move {
-        while let Some(change) = discovered.next().await {
-            let line = match change {
-                Change::Insert(key, _) => format!("+{}", key.trim_start_matches(&prefix)),
-                Change::Remove(key) => format!("-{}", key.trim_start_matches(&prefix)),
-            };
-            writer.lock().unwrap().push(line);
-        }
-    });
-    log
 }
 
 fn ids(handle: &DiscoveryHandle) -> Vec<String> {

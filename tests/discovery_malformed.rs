@@ -3,24 +3,16 @@
 
 mod support;
 
-use std::time::Duration;
-
 use etcd_client::Client;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use support::changes::next;
 use support::Etcd;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, Discovery, Instance};
+use tonic_etcd::{Discovery, Instance};
 use tower::discover::Change;
 
 async fn put_raw(client: &mut Client, key: &str, value: impl Into<Vec<u8>>) {
     client.put(key, value, None).await.unwrap();
-}
-
-async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
-    tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("stream alive")
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ mod support;
 use std::time::Duration;
 
 use etcd_client::Client;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use support::changes::next;
 use support::Etcd;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Discovered, Discovery, Instance};
@@ -22,11 +23,7 @@ async fn put(client: &mut Client, service: &str, port: u16) -> String {
 }
 
 async fn next_key(discovered: &mut Discovered) -> String {
-    let change = tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("stream alive");
-    match change {
+    match next(discovered).await {
         Change::Insert(key, _) => key,
         Change::Remove(key) => panic!("unexpected remove of {key}"),
     }

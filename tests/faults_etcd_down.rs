@@ -7,37 +7,19 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
-use futures_util::StreamExt;
+use support::changes::record;
 use support::{wait_for, wait_until, Etcd};
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, Discovery, Instance, Registrar, Registration, RegistrationState};
-use tower::discover::Change;
+use tonic_etcd::{Discovery, Instance, Registrar, Registration, RegistrationState};
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 const TTL: Duration = Duration::from_secs(2);
 /// How long etcd stays down: well past the TTL.
 const OUTAGE: Duration = Duration::from_millis(3500);
-
-/// Reads the stream in the background, recording `+id` / `-id` in order.
-fn record(mut discovered: Discovered, prefix: String) -> Arc<Mutex<Vec<String>>> {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let writer = log.clone();
-    tokio::spawn(async move {
-        while let Some(change) = discovered.next().await {
-            let line = match change {
-                Change::Insert(key, _) => format!("+{}", key.trim_start_matches(&prefix)),
-                Change::Remove(key) => format!("-{}", key.trim_start_matches(&prefix)),
-            };
-            writer.lock().unwrap().push(line);
-        }
-    });
-    log
-}
 
 /// etcd's view of the service: identity → instance, read with one Get.
 async fn etcd_state(client: &Client, service: &str, prefix: &str) -> BTreeMap<String, Instance> {

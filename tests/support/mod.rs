@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod changes;
 #[cfg(feature = "tls")]
 pub mod secure;
 
