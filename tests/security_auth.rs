@@ -5,26 +5,14 @@
 
 mod support;
 
-use std::error::Error as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::secure::chain;
 use support::secure::{ClientCerts, SecureEtcd};
 use support::wait_until;
 use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar};
-
-/// The error and its sources, as the examples print them.
-fn chain(error: &tonic_etcd::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 #[tokio::test]
 async fn the_limited_user_registers_and_discovers_under_its_prefix() {

@@ -4,25 +4,13 @@
 
 mod support;
 
-use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
+use support::secure::chain;
 use support::secure::{ClientCerts, Pki, SecureEtcd};
 use support::wait_until;
 use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar};
-
-/// The error and its sources, as the examples print them.
-fn chain(error: &tonic_etcd::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Registers an instance through `config` and discovers it through a second
 /// client made from the same config.
