@@ -183,8 +183,14 @@ async fn tls_to_a_plain_etcd_fails_without_hanging() {
         .await
         .expect("connect answers")
         .expect("connect is lazy");
+    // etcd drops the TLS hello: a clean close ("tls handshake eof"), or a
+    // reset when the hello was still unread in its socket; either way the
+    // handshake fails at once.
     for error in requests_fail(&config, LIMIT).await {
-        assert!(error.contains("tls handshake eof"), "{error}");
+        assert!(
+            error.contains("tls handshake eof") || error.contains("Connection reset by peer"),
+            "{error}"
+        );
     }
 }
 
