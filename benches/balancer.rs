@@ -37,8 +37,8 @@ use tokio::sync::oneshot;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Server as TonicServer};
 use tonic::{Request, Response, Status};
-use tonic_etcd::balance::default_endpoint;
 use tonic_etcd::codec::{Codec, Native};
+use tonic_etcd::endpoint::default_endpoint;
 use tonic_etcd::{Balancer, Discovery, Instance, Policy, Registrar, Registration};
 
 pub mod hello {

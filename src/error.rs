@@ -7,8 +7,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in tonic-etcd.
 ///
-/// Errors of the etcd client and of tonic's transport are kept as sources, so
-/// `std::error::Error::source` walks down to the cause.
+/// Each variant's message says what went wrong at this level, and never
+/// repeats its cause: the cause (an etcd client error, an I/O error, a
+/// transport error) is the [`source`](std::error::Error::source), so that
+/// printing the chain (`error`, `error.source()`, ...) shows each part once.
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// let error = tonic_etcd::Instance::new("hello world", "127.0.0.1:1").unwrap_err();
+/// assert!(matches!(error, tonic_etcd::Error::InvalidServiceName { .. }));
+/// assert!(error.to_string().contains("hello world"));
+/// assert!(error.source().is_none());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -55,6 +66,17 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A change that would alter what an existing registration is: its
+    /// service or its id (they make its key).
+    #[error("the {field} of a registration cannot change (from {from:?} to {to:?})")]
+    Immutable {
+        /// Which field: "service" or "id".
+        field: &'static str,
+        /// The registered value.
+        from: String,
+        /// The value that was refused.
+        to: String,
+    },
     /// A namespace (key prefix) is not acceptable.
     #[error("invalid namespace {namespace:?}: {reason}")]
     InvalidNamespace {
@@ -87,21 +109,30 @@ pub enum Error {
         /// What is wrong with the value.
         reason: String,
     },
-    /// An instance could not be turned into a tonic endpoint.
+    /// An instance could not be turned into a client endpoint (the transport
+    /// refused its address or its TLS settings).
     #[error("cannot build endpoint for {addr:?}")]
     Endpoint {
         /// The address of the instance.
         addr: String,
-        /// The transport error.
+        /// The transport's error (a `tonic::transport::Error` with tonic).
         #[source]
-        source: tonic::transport::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// An error talking to etcd.
-    #[error("etcd: {0}")]
+    /// etcd answered a request with an error, or could not be reached; the
+    /// etcd client's error is the source.
+    #[error("etcd request failed")]
     Etcd(#[from] etcd_client::Error),
-    /// A tonic transport error.
-    #[error("transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// No etcd endpoint's host name resolves: a typo, or a name not (yet) in
+    /// DNS. Names the first endpoint that failed.
+    #[error("cannot resolve etcd endpoint {endpoint:?}")]
+    Resolve {
+        /// The endpoint, as configured.
+        endpoint: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// etcd did not answer within the deadline the caller set.
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),

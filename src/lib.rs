@@ -75,9 +75,10 @@
 mod backoff;
 pub mod balance;
 pub mod codec;
-mod connect;
 pub mod discovery;
+pub mod endpoint;
 mod error;
+mod etcd;
 pub mod instance;
 pub mod registration;
 #[cfg(feature = "tls")]
@@ -85,9 +86,9 @@ pub mod tls;
 
 pub use balance::{Balancer, Policy};
 pub use codec::Codec;
-pub use connect::{connect, connect_options, EtcdConfig};
 pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
 pub use error::{Error, Result};
+pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
 pub use registration::{Registrar, Registration, RegistrationState};
 

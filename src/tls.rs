@@ -37,12 +37,12 @@
 //! tonic's [`Identity`] and [`ClientTlsConfig`] print the private key's bytes
 //! in their `Debug` output: never log them.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tonic::transport::Endpoint;
 
 use crate::error::{Error, Result};
+use crate::etcd::Pem;
 use crate::instance::Instance;
 
 pub use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -53,7 +53,7 @@ pub const DOMAIN_KEY: &str = "tls-domain";
 
 /// The `https://` endpoint of `instance`, with `tls` (and the instance's
 /// [`DOMAIN_KEY`] metadata, if any, as the domain name) and the same settings
-/// as [`default_endpoint`](crate::balance::default_endpoint):
+/// as [`default_endpoint`](crate::endpoint::default_endpoint):
 ///
 /// - `connect_timeout` 1 s,
 /// - HTTP/2 keepalive every 10 s, `keep_alive_timeout` 5 s, also while idle,
@@ -76,9 +76,9 @@ pub const DOMAIN_KEY: &str = "tls-domain";
 /// # Ok::<(), tonic_etcd::Error>(())
 /// ```
 pub fn endpoint(instance: &Instance, tls: &ClientTlsConfig) -> Result<Endpoint> {
-    let endpoint_error = |source| Error::Endpoint {
+    let endpoint_error = |source: tonic::transport::Error| Error::Endpoint {
         addr: instance.addr.clone(),
-        source,
+        source: source.into(),
     };
     let mut tls = tls.clone();
     if let Some(domain) = instance.metadata.get(DOMAIN_KEY) {
@@ -88,7 +88,7 @@ pub fn endpoint(instance: &Instance, tls: &ClientTlsConfig) -> Result<Endpoint> 
         .map_err(endpoint_error)?
         .tls_config(tls)
         .map_err(endpoint_error)?;
-    Ok(crate::balance::recommended(endpoint))
+    Ok(crate::endpoint::recommended(endpoint))
 }
 
 /// An endpoint template for
@@ -137,45 +137,6 @@ pub fn read_identity(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Id
     Ok(Identity::from_pem(cert, key))
 }
 
-/// PEM data given as a file to read when needed, or in memory.
-#[derive(Clone)]
-pub(crate) enum Pem {
-    File(PathBuf),
-    Inline(Vec<u8>),
-}
-
-impl Pem {
-    /// The PEM bytes; `what` names the file in errors ("etcd CA certificate").
-    pub(crate) fn load(&self, what: &'static str) -> Result<Vec<u8>> {
-        let bytes = match self {
-            Pem::File(path) => std::fs::read(path).map_err(|source| Error::ReadFile {
-                what,
-                path: path.clone(),
-                source,
-            })?,
-            Pem::Inline(bytes) => bytes.clone(),
-        };
-        // tonic would parse it only when connecting, and fail there with a
-        // less specific error.
-        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err(Error::Config {
-                reason: format!("{what} {self:?} holds no PEM block (-----BEGIN ...)"),
-            });
-        }
-        Ok(bytes)
-    }
-}
-
-/// Shows the path, never the content: the PEM may be a private key.
-impl fmt::Debug for Pem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pem::File(path) => path.fmt(f),
-            Pem::Inline(bytes) => write!(f, "<{} bytes of PEM>", bytes.len()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,12 +169,5 @@ mod tests {
         let error = read_identity(&garbage, &garbage).unwrap_err();
         assert!(matches!(error, Error::Config { .. }), "{error}");
         assert!(!error.to_string().contains("hunter2"), "{error}");
-    }
-
-    #[test]
-    fn debug_never_shows_inline_pem() {
-        let pem = Pem::Inline(b"-----BEGIN PRIVATE KEY-----\nsecret".to_vec());
-        assert_eq!(format!("{pem:?}"), "<34 bytes of PEM>");
-        assert!(pem.load("key").is_ok());
     }
 }

@@ -137,7 +137,7 @@ async fn driver_and_discovery_stop_when_the_channel_is_dropped() {
     let counter = templated.clone();
     let channel = balance::channel(discovered, move |instance| {
         counter.fetch_add(1, Ordering::SeqCst);
-        balance::default_endpoint(instance)
+        tonic_etcd::endpoint::default_endpoint(instance)
     });
     assert_eq!(hello(&channel).await, addr.to_string());
     assert_eq!(templated.load(Ordering::SeqCst), 1);

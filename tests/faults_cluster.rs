@@ -154,7 +154,7 @@ async fn leader_and_follower_faults_lose_nothing() -> Result {
         .await?;
     let handle = discovered.handle();
     assert_eq!(handle.snapshot().len(), 3);
-    let channel = balance::channel(discovered, balance::default_endpoint);
+    let channel = balance::channel(discovered, tonic_etcd::endpoint::default_endpoint);
 
     // Sample the discovered set every 5 ms during the faults.
     let stop = Arc::new(AtomicBool::new(false));

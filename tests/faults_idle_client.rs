@@ -68,7 +68,10 @@ impl Side {
             .unwrap();
         let handle = discovered.handle();
         let client = match kind {
-            Kind::Tonic => Side::Tonic(balance::channel(discovered, balance::default_endpoint)),
+            Kind::Tonic => Side::Tonic(balance::channel(
+                discovered,
+                tonic_etcd::endpoint::default_endpoint,
+            )),
             Kind::Balancer => Side::Balancer(Balancer::new(discovered, Policy::RoundRobin)),
         };
         (client, handle)

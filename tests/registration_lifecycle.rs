@@ -109,7 +109,7 @@ async fn update_rewrites_the_value_on_the_same_lease() {
         .update(|i| i.id = "other".into())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidField { .. }), "{err}");
+    assert!(matches!(err, Error::Immutable { field: "id", .. }), "{err}");
     assert_eq!(registration.instance().weight, 7);
     registration.deregister().await.unwrap();
 }

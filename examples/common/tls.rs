@@ -112,7 +112,7 @@ impl ClientTlsArgs {
     }
 
     /// The endpoint template: `https://` with TLS if --tls-ca is given,
-    /// otherwise [`default_endpoint`](tonic_etcd::balance::default_endpoint).
+    /// otherwise [`default_endpoint`](tonic_etcd::endpoint::default_endpoint).
     pub fn endpoint_template(
         &self,
     ) -> tonic_etcd::Result<
@@ -121,7 +121,7 @@ impl ClientTlsArgs {
         let config = self.config()?;
         Ok(move |instance: &Instance| match &config {
             Some(config) => tls::endpoint(instance, config),
-            None => tonic_etcd::balance::default_endpoint(instance),
+            None => tonic_etcd::endpoint::default_endpoint(instance),
         })
     }
 }

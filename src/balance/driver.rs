@@ -125,7 +125,7 @@ mod tests {
     use tokio_stream::wrappers::UnboundedReceiverStream;
 
     use super::*;
-    use crate::balance::default_endpoint;
+    use crate::endpoint::default_endpoint;
     use crate::error::Error;
 
     fn instance(addr: &str) -> Instance {

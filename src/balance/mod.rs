@@ -25,7 +25,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use tonic_etcd::{balance, Discovery};
+//! use tonic_etcd::{endpoint, Discovery};
 //!
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
 //!
@@ -35,7 +35,7 @@
 //! // Or your own endpoint settings, here with a per-request timeout:
 //! let channel = Discovery::new(etcd, "helloworld")
 //!     .balance_channel_with(|instance| {
-//!         Ok(balance::default_endpoint(instance)?.timeout(Duration::from_secs(2)))
+//!         Ok(endpoint::default_endpoint(instance)?.timeout(Duration::from_secs(2)))
 //!     })
 //!     .await?;
 //! // let mut client = GreeterClient::new(channel);
@@ -78,13 +78,12 @@
 mod balancer;
 mod driver;
 
-use std::time::Duration;
-
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info_span, Instrument};
 
 use crate::discovery::{Discovered, Discovery};
-use crate::error::{Error, Result};
+use crate::endpoint::default_endpoint;
+use crate::error::Result;
 use crate::instance::Instance;
 
 pub use balancer::{
@@ -98,42 +97,6 @@ pub use balancer::{
 /// here. The driver coalesces per key, so the backlog is at most one change per
 /// instance: this covers fleets of up to this many instances changing at once.
 const CHANGE_CAPACITY: usize = 1024;
-
-/// The endpoint the crate recommends for `instance`: `http://{addr}` with
-///
-/// - `connect_timeout` 1 s,
-/// - HTTP/2 keepalive every 10 s, `keep_alive_timeout` 5 s, also while idle,
-/// - `tcp_nodelay`.
-///
-/// Fails with [`Error::Endpoint`] if the address does not make a URI.
-///
-/// ```
-/// let instance = tonic_etcd::Instance::new("helloworld", "127.0.0.1:50051")?;
-/// let endpoint = tonic_etcd::balance::default_endpoint(&instance)?;
-/// assert_eq!(endpoint.uri(), "http://127.0.0.1:50051/");
-/// # Ok::<(), tonic_etcd::Error>(())
-/// ```
-pub fn default_endpoint(instance: &Instance) -> Result<Endpoint> {
-    let endpoint =
-        Endpoint::from_shared(format!("http://{}", instance.addr)).map_err(|source| {
-            Error::Endpoint {
-                addr: instance.addr.clone(),
-                source,
-            }
-        })?;
-    Ok(recommended(endpoint))
-}
-
-/// The settings of [`default_endpoint`], for any endpoint (`tls::endpoint`
-/// uses them too).
-pub(crate) fn recommended(endpoint: Endpoint) -> Endpoint {
-    endpoint
-        .connect_timeout(Duration::from_secs(1))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-}
 
 /// A tonic [`Channel`] balanced over the instances of `discovered`, each turned
 /// into an [`Endpoint`] by `template`.
@@ -170,7 +133,7 @@ impl Discovery {
     /// ```no_run
     /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
     /// use std::time::Duration;
-    /// use tonic_etcd::{balance::default_endpoint, Discovery};
+    /// use tonic_etcd::{endpoint::default_endpoint, Discovery};
     ///
     /// let channel = Discovery::new(etcd, "helloworld")
     ///     .balance_channel_with(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))))

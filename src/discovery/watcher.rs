@@ -21,8 +21,10 @@ use tracing::{debug, info, warn};
 use super::state::Event;
 use super::stream::Shared;
 use super::Health;
-use crate::backoff::retry_transient;
+use crate::backoff::Backoff;
 use crate::codec::key_str;
+use crate::etcd::retry_transient;
+use crate::etcd::status::{self, Fault};
 use crate::instance::Instance;
 
 /// Keys per page of the initial and resync Gets.
@@ -56,16 +58,6 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// Whether etcd refused the auth token: etcd's `ErrInvalidAuthToken`, as a
-/// watch's cancel reason or a gRPC status.
-fn is_token_refused(reason: &str) -> bool {
-    reason.contains("invalid auth token")
-}
-
-fn is_compacted(error: &etcd_client::Error) -> bool {
-    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("compacted"))
-}
-
 /// Reads every key under `prefix`, in pages of [`PAGE_SIZE`], all pinned at the
 /// revision of the first page. If that revision is compacted between pages, the
 /// read starts over (a few times) at a newer revision.
@@ -92,7 +84,11 @@ pub(crate) async fn fetch(kv: KvClient, prefix: &str) -> Result<Snapshot, etcd_c
             });
             let mut page = match get.await {
                 Ok(page) => page,
-                Err(error) if revision > 0 && restarts < 3 && is_compacted(&error) => {
+                Err(error)
+                    if revision > 0
+                        && restarts < 3
+                        && status::classify(&error) == Fault::Compacted =>
+                {
                     restarts += 1;
                     debug!(revision, %error, "snapshot compacted between pages; reading again");
                     continue 'read;
@@ -124,33 +120,8 @@ pub(crate) async fn fetch(kv: KvClient, prefix: &str) -> Result<Snapshot, etcd_c
     }
 }
 
-/// Jittered exponential backoff: 50 ms doubling to 2 s, each delay ±50 %.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const INITIAL: Duration = Duration::from_millis(50);
-    const MAX: Duration = Duration::from_secs(2);
-
-    pub(crate) fn new() -> Self {
-        Self {
-            next: Self::INITIAL,
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Self::INITIAL;
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        // Jitter keeps many clients that lost etcd together from returning together.
-        base.mul_f64(rand::random_range(0.5..1.5))
-    }
-}
+/// The backoff of the retry loop: 50 ms doubling to 2 s, each delay ±50 %.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
 /// How one watch session ended.
 #[derive(Debug)]
@@ -255,7 +226,7 @@ impl Watcher {
 
     /// Watches until the consumer drops the stream.
     pub(crate) async fn run(mut self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF.0, BACKOFF.1);
         loop {
             let error = match self.session(&mut backoff).await {
                 Session::Shutdown => break,
@@ -329,7 +300,7 @@ impl Watcher {
                     ))
                 }
                 Some(Ok(Err(error))) => {
-                    self.reauthenticate = is_token_refused(&error.to_string());
+                    self.reauthenticate = status::classify(&error) == Fault::InvalidAuthToken;
                     return Session::Failed(format!("watch: {error}"));
                 }
                 Some(Ok(Ok((_, None)))) => {
@@ -377,7 +348,10 @@ impl Watcher {
     /// Handles one watch response; `Some` ends the session.
     fn on_response(&mut self, response: WatchResponse, resynced: bool) -> Option<Session> {
         let compact = response.compact_revision();
-        if compact > 0 || (response.canceled() && response.cancel_reason().contains("compact")) {
+        if compact > 0
+            || (response.canceled()
+                && status::cancel_reason(response.cancel_reason()) == Fault::Compacted)
+        {
             self.resync = true;
             if resynced {
                 // Compacted again right after reading: let the backoff pace it.
@@ -394,7 +368,8 @@ impl Watcher {
             return Some(Session::Resync);
         }
         if response.canceled() {
-            self.reauthenticate = is_token_refused(response.cancel_reason());
+            self.reauthenticate =
+                status::cancel_reason(response.cancel_reason()) == Fault::InvalidAuthToken;
             return Some(Session::Failed(format!(
                 "watch canceled by etcd: {}",
                 response.cancel_reason()
@@ -448,22 +423,5 @@ mod tests {
         let end = prefix_end(b"/s/foo/");
         assert!(b"/s/foobar/x".as_slice() >= end.as_slice());
         assert!(b"/s/foo/x".as_slice() < end.as_slice());
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let mut backoff = Backoff::new();
-        let mut base = Backoff::INITIAL;
-        for _ in 0..12 {
-            let delay = backoff.next_delay();
-            assert!(
-                delay >= base / 2 && delay <= base * 3 / 2,
-                "{delay:?} vs {base:?}"
-            );
-            base = (base * 2).min(Backoff::MAX);
-        }
-        assert!(backoff.next_delay() <= Backoff::MAX * 3 / 2);
-        backoff.reset();
-        assert!(backoff.next_delay() <= Backoff::INITIAL * 3 / 2);
     }
 }

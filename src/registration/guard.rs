@@ -94,13 +94,16 @@ impl Registration {
     /// [`Error::Displaced`] / [`Error::Deregistered`] when the task has stopped.
     pub async fn update(&self, change: impl FnOnce(&mut Instance)) -> Result<()> {
         let mut instance = self.instance();
-        let before = (instance.service.clone(), instance.id.clone());
+        let (service, id) = (instance.service.clone(), instance.id.clone());
         change(&mut instance);
-        if before != (instance.service.clone(), instance.id.clone()) {
-            return Err(Error::InvalidField {
-                field: "instance",
-                reason: "service and id make the key and cannot change; register anew".into(),
-            });
+        for (field, from, to) in [
+            ("service", service, &instance.service),
+            ("id", id, &instance.id),
+        ] {
+            if from != *to {
+                let to = to.clone();
+                return Err(Error::Immutable { field, from, to });
+            }
         }
         instance.validate()?;
         let value = self.encode(&instance)?;

@@ -13,9 +13,11 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::RegistrationState;
-use crate::backoff::{retry_transient, Backoff};
+use crate::backoff::Backoff;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::etcd::retry_transient;
+use crate::etcd::status::{fault_of, Fault};
 use crate::instance::Instance;
 
 /// What the guard asks of its task.
@@ -463,7 +465,7 @@ impl Task {
             let revoke = |mut client: Client| async move { client.lease_revoke(lease).await };
             let result = match self.call(revoke).await {
                 // Expired already: the key went with it.
-                Err(error) if error.to_string().contains("lease not found") => Ok(()),
+                Err(error) if fault_of(&error) == Fault::LeaseNotFound => Ok(()),
                 result => result.map(drop),
             };
             return self.finished(result, reply);
@@ -500,7 +502,7 @@ impl Task {
                 let revoke = |mut client: Client| async move { client.lease_revoke(lease).await };
                 if let Err(error) = self.call(revoke).await {
                     // Lease already gone is the goal anyway.
-                    if !error.to_string().contains("lease not found") {
+                    if fault_of(&error) != Fault::LeaseNotFound {
                         result = Err(error);
                     }
                 }

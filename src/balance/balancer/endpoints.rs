@@ -474,7 +474,7 @@ pub(super) fn chain(error: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::default_endpoint;
+    use crate::endpoint::default_endpoint;
 
     fn shared(policy: Policy) -> Arc<Shared> {
         Arc::new(Shared::new(

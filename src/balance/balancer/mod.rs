@@ -20,8 +20,8 @@ use tonic::body::Body;
 use tonic::transport::Endpoint;
 use tracing::{info_span, Instrument};
 
-use super::default_endpoint;
 use crate::discovery::{Discovered, Discovery};
+use crate::endpoint::default_endpoint;
 use crate::error::Result;
 use crate::instance::Instance;
 use endpoints::Shared;
@@ -181,7 +181,7 @@ impl std::error::Error for ParsePolicyError {}
 /// ```no_run
 /// # async fn run(discovered: tonic_etcd::Discovered) {
 /// use std::time::Duration;
-/// use tonic_etcd::{balance::default_endpoint, Balancer, Policy};
+/// use tonic_etcd::{endpoint::default_endpoint, Balancer, Policy};
 ///
 /// let balancer = Balancer::builder(Policy::Weighted)
 ///     .endpoint(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))))
@@ -301,7 +301,7 @@ impl BalancerBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tonic_etcd::{balance::default_endpoint, Balancer, Policy};
+    /// use tonic_etcd::{endpoint::default_endpoint, Balancer, Policy};
     ///
     /// let builder = Balancer::builder(Policy::RoundRobin)
     ///     .endpoint(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))));

@@ -1,5 +1,4 @@
-//! Connecting to etcd: endpoints, TLS, mutual TLS and user/password
-//! authentication, with options suited to a registry.
+//! [`EtcdConfig`]: how to reach etcd, checked before connecting.
 
 use std::fmt;
 #[cfg(feature = "tls")]
@@ -7,42 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
-use tonic::Code;
 
+#[cfg(feature = "tls")]
+use super::pem::Pem;
+#[cfg(feature = "tls")]
+use super::probe;
+use super::status::is_auth_refusal;
+use super::{connect_options, host_port};
 use crate::error::{Error, Result};
-#[cfg(feature = "tls")]
-use crate::tls::Pem;
-
-#[cfg(feature = "tls")]
-mod probe;
-
-/// The etcd connection options this crate recommends.
-///
-/// - `require_leader`: a member cut off from its cluster answers "no leader"
-///   instead of serving stale watches, so discovery moves to another member.
-/// - HTTP/2 keepalive every 5 s (timeout 3 s), also while idle, so a dead
-///   connection is noticed by the keepalive and watch streams.
-/// - connect timeout 2 s.
-///
-/// [`EtcdConfig`] adds TLS and credentials to these. (etcd-client's
-/// `ConnectOptions` shows the password in its `Debug` output: do not log it.)
-pub fn connect_options() -> ConnectOptions {
-    ConnectOptions::new()
-        .with_require_leader(true)
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
-        .with_keep_alive_while_idle(true)
-        .with_connect_timeout(Duration::from_secs(2))
-}
-
-/// Connects to etcd at `endpoints` (e.g. `["http://127.0.0.1:2379"]`) with
-/// [`connect_options`], without TLS or authentication; see [`EtcdConfig`] for
-/// those.
-///
-/// The connection is lazy: this succeeds even when etcd is down, and the first
-/// request reports the failure.
-pub async fn connect<E: AsRef<str>, S: AsRef<[E]>>(endpoints: S) -> Result<Client> {
-    Ok(Client::connect(endpoints, Some(connect_options())).await?)
-}
 
 /// How to reach etcd: endpoints, TLS with a CA, mutual TLS, user and
 /// password, timeouts. [`connect`](EtcdConfig::connect) makes the client that
@@ -116,7 +87,7 @@ impl EtcdConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// etcd at `endpoints`, e.g. `["https://10.0.0.1:2379", "https://10.0.0.2:2379"]`,
-    /// with the defaults of [`connect_options`]. The client balances over the
+    /// with the defaults of [`connect_options`](super::connect_options). The client balances over the
     /// endpoints.
     pub fn new<I>(endpoints: I) -> Self
     where
@@ -261,19 +232,22 @@ impl EtcdConfig {
     /// last two would only show as "connection closed".) An endpoint that
     /// cannot be reached does not fail the check.
     ///
-    /// Without a user the connection is then lazy, as with [`connect`]: this
+    /// Without a user the connection is then lazy, as with [`connect`](super::connect): this
     /// succeeds even when etcd is down, and the first request reports the
     /// failure. With a user, etcd must answer now.
     ///
     /// Fails with [`Error::Config`] or [`Error::ReadFile`] as
     /// [`options`](Self::options) does; with [`Error::Tls`] as above; with
     /// [`Error::Auth`] if etcd refuses the user or password; with
+    /// [`Error::Resolve`] if no endpoint's host name resolves (one that does
+    /// is enough; the others are logged); with
     /// [`Error::Etcd`] if etcd cannot be reached to authenticate; with
     /// [`Error::Timeout`] if authenticating takes more than twice the connect
     /// timeout.
     pub async fn connect(&self) -> Result<Client> {
         #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let (options, check) = self.prepare()?;
+        self.resolve().await?;
         #[cfg(feature = "tls")]
         if let Some(check) = check {
             check.check(&self.endpoints).await?;
@@ -283,7 +257,7 @@ impl EtcdConfig {
         match tokio::time::timeout(limit, connecting).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(source)) => match &self.user {
-                Some((user, _)) if is_refusal(&source) => Err(Error::Auth {
+                Some((user, _)) if is_auth_refusal(&source) => Err(Error::Auth {
                     user: user.clone(),
                     source,
                 }),
@@ -340,6 +314,40 @@ impl EtcdConfig {
         Ok((options, None))
     }
 
+    /// Resolves each endpoint's host, within the connect timeout, so that a
+    /// typo in a name fails here, naming the endpoint, rather than as a bare
+    /// "dns error" on the first request. IP addresses need no lookup. One
+    /// endpoint that resolves is enough: the client balances over those.
+    async fn resolve(&self) -> Result<()> {
+        let mut first_failure = None;
+        for endpoint in &self.endpoints {
+            let Some((host, port)) = host_port(endpoint) else {
+                continue; // refused by check_endpoints already
+            };
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                return Ok(());
+            }
+            let lookup = tokio::net::lookup_host((host, port));
+            let failure = match tokio::time::timeout(self.connect_timeout, lookup).await {
+                Ok(Ok(mut addrs)) => match addrs.next() {
+                    Some(_) => return Ok(()),
+                    None => std::io::Error::other("no address"),
+                },
+                Ok(Err(error)) => error,
+                Err(_) => std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.connect_timeout),
+                ),
+            };
+            tracing::warn!(%endpoint, error = %failure, "etcd endpoint does not resolve");
+            first_failure.get_or_insert((endpoint.clone(), failure));
+        }
+        match first_failure {
+            Some((endpoint, source)) => Err(Error::Resolve { endpoint, source }),
+            None => Ok(()),
+        }
+    }
+
     fn tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.ca.is_some() || self.identity.is_some();
@@ -375,7 +383,12 @@ impl EtcdConfig {
                         "etcd endpoint {endpoint:?} is https://, which needs the `tls` feature of tonic-etcd"
                     ))
                 }
-                Some("http" | "https") | None => {}
+                Some("http" | "https") | None if host_port(endpoint).is_some() => {}
+                Some("http" | "https") | None => {
+                    return config(format!(
+                        "etcd endpoint {endpoint:?} is not [scheme://]host:port"
+                    ))
+                }
                 Some(other) => {
                     return config(format!(
                         "etcd endpoint {endpoint:?} has scheme {other:?}; use http:// or https://"
@@ -393,22 +406,6 @@ type Check = probe::TlsProbe;
 /// Without TLS there is nothing to check.
 #[cfg(not(feature = "tls"))]
 type Check = std::convert::Infallible;
-
-/// Whether etcd answered an Authenticate call with a refusal (as opposed to
-/// not answering: unreachable, TLS failure, timeout).
-fn is_refusal(error: &etcd_client::Error) -> bool {
-    match error {
-        etcd_client::Error::GRpcStatus(status) => matches!(
-            status.code(),
-            Code::InvalidArgument
-                | Code::FailedPrecondition
-                | Code::Unauthenticated
-                | Code::PermissionDenied
-                | Code::NotFound
-        ),
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -448,6 +445,12 @@ mod tests {
         assert!(refused(EtcdConfig::new(Vec::<String>::new())).contains("no etcd endpoints"));
         assert!(refused(EtcdConfig::new(["https://127.0.0.1:2379"])).contains("https://"));
         assert!(refused(EtcdConfig::new(["unix:///tmp/etcd"])).contains("scheme"));
+        let typo = refused(EtcdConfig::new(["htp://127.0.0.1:2379"]));
+        assert!(
+            typo.contains("\"htp\"") && typo.contains("use http://"),
+            "{typo}"
+        );
+        assert!(refused(EtcdConfig::new(["http://:2379"])).contains("host:port"));
         #[cfg(feature = "tls")]
         {
             let tls =
@@ -459,6 +462,25 @@ mod tests {
         assert!(EtcdConfig::new(["127.0.0.1:2379", "http://127.0.0.1:2380"])
             .options()
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_is_named() {
+        let error = crate::connect(["http://no-such-host.invalid:2379"])
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(error, Error::Resolve { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("no-such-host.invalid"),
+            "{error}"
+        );
+        // The scheme typo of the first hour, through the plain `connect` too.
+        let error = crate::connect(["htp://127.0.0.1:2379"])
+            .await
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("\"htp\""), "{error}");
     }
 
     #[cfg(feature = "tls")]

@@ -27,6 +27,7 @@ use tokio_rustls::rustls::{AlertDescription, CertificateError, ClientConfig, Roo
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
+use super::host_port;
 use crate::error::{Error, Result};
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame: etcd answers
@@ -140,9 +141,8 @@ impl TlsProbe {
     }
 
     async fn probe(&self, endpoint: &str) -> Outcome {
-        let (host, port) = match host_port(endpoint) {
-            Ok(host_port) => host_port,
-            Err(why) => return Outcome::Unknown(why),
+        let Some((host, port)) = host_port(endpoint) else {
+            return Outcome::Unknown("not [https://]host:port".into());
         };
         let name = self.domain.clone().unwrap_or_else(|| host.clone());
         let server_name = match ServerName::try_from(name.clone()) {
@@ -188,19 +188,6 @@ impl TlsProbe {
             Err(error) => refused(error),
         }
     }
-}
-
-/// Host and port of `https://host:port` or `host:port` (443 if none).
-fn host_port(endpoint: &str) -> std::result::Result<(String, u16), String> {
-    let with_scheme = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("https://{endpoint}")
-    };
-    let uri: http::Uri = with_scheme.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let host = uri.host().ok_or("no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_owned(), uri.port_u16().unwrap_or(443)))
 }
 
 /// What a TLS error means for the configuration; `None` if it is not a TLS
@@ -250,23 +237,6 @@ fn explain(error: &io::Error, name: &str, client_cert: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_are_split_into_host_and_port() {
-        assert_eq!(
-            host_port("https://127.0.0.1:2379").unwrap(),
-            ("127.0.0.1".to_owned(), 2379)
-        );
-        assert_eq!(
-            host_port("etcd-0:2379").unwrap(),
-            ("etcd-0".to_owned(), 2379)
-        );
-        assert_eq!(
-            host_port("https://[::1]:2379").unwrap(),
-            ("::1".to_owned(), 2379)
-        );
-        assert_eq!(host_port("https://etcd").unwrap(), ("etcd".to_owned(), 443));
-    }
 
     #[test]
     fn a_pem_without_certificates_is_a_config_error() {

@@ -1,0 +1,175 @@
+//! What an etcd error means, decided in one place.
+//!
+//! etcd answers with gRPC status codes (`rpctypes` in etcd's source), and
+//! etcd-client hands them on inside [`etcd_client::Error::GRpcStatus`]. The
+//! crate reacts to a few of them differently, so every decision is taken
+//! here, by code first, and by etcd's message only where one code stands for
+//! several errors (`OUT_OF_RANGE` is both "compacted" and "future revision").
+//! A watch that etcd cancels carries no code, only its reason as text:
+//! [`cancel_reason`] reads that.
+//!
+//! etcd-client's errors carry tonic's `Status`, so this module is where the
+//! ground layer meets tonic's types, and the only place where it does.
+
+use tonic::Code;
+
+/// What an etcd error means for the crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The request did not reach a healthy member (connection error, member
+    /// down, leader election): sending it again is likely to work.
+    Transient,
+    /// `NOT_FOUND`: of the requests the crate sends, only lease requests get
+    /// it (`ErrGRPCLeaseNotFound`): the lease expired, was revoked, or etcd
+    /// lost its data.
+    LeaseNotFound,
+    /// `OUT_OF_RANGE` for a compacted revision (`ErrGRPCCompacted`).
+    Compacted,
+    /// `UNAUTHENTICATED` (`ErrGRPCInvalidAuthToken`): the token expired or was
+    /// issued by another member; authenticate again.
+    InvalidAuthToken,
+    /// `RESOURCE_EXHAUSTED`: the NOSPACE alarm ("database space exceeded"),
+    /// or a request over etcd's size limit. etcd answered; it is not down.
+    NoSpace,
+    /// Anything else: a definite answer that a quick retry will not change.
+    Other,
+}
+
+/// Classifies `error`.
+pub(crate) fn classify(error: &etcd_client::Error) -> Fault {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            // etcd 3.4 sends some transport failures (a member shutting down,
+            // "leader changed" from older members) as UNKNOWN.
+            Code::Unavailable | Code::Unknown => Fault::Transient,
+            Code::NotFound => Fault::LeaseNotFound,
+            Code::OutOfRange if status.message().contains("compacted") => Fault::Compacted,
+            Code::Unauthenticated => Fault::InvalidAuthToken,
+            Code::ResourceExhausted => Fault::NoSpace,
+            _ => Fault::Other,
+        },
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Fault::Transient,
+        _ => Fault::Other,
+    }
+}
+
+/// Classifies the crate's `error`: the etcd client's error inside
+/// [`Error::Etcd`](crate::Error::Etcd), [`Fault::Other`] for any other.
+pub(crate) fn fault_of(error: &crate::Error) -> Fault {
+    match error {
+        crate::Error::Etcd(error) => classify(error),
+        _ => Fault::Other,
+    }
+}
+
+/// Classifies the reason etcd gives when it cancels a watch. It has no code,
+/// only etcd's message, e.g. "etcdserver: mvcc: required revision has been
+/// compacted" or "etcdserver: invalid auth token".
+pub(crate) fn cancel_reason(reason: &str) -> Fault {
+    if reason.contains("compacted") {
+        Fault::Compacted
+    } else if reason.contains("invalid auth token") {
+        Fault::InvalidAuthToken
+    } else if reason.contains("database space exceeded") {
+        Fault::NoSpace
+    } else {
+        Fault::Other
+    }
+}
+
+/// Whether etcd refused an Authenticate call (wrong password, unknown user,
+/// authentication not enabled), as opposed to not answering it.
+pub(crate) fn is_auth_refusal(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::NotFound
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    fn status(status: Status) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(status)
+    }
+
+    #[test]
+    fn codes_decide_before_messages() {
+        // etcd's own messages, from its rpctypes.
+        let cases = [
+            (
+                Status::not_found("etcdserver: requested lease not found"),
+                Fault::LeaseNotFound,
+            ),
+            (
+                Status::out_of_range("etcdserver: mvcc: required revision has been compacted"),
+                Fault::Compacted,
+            ),
+            (
+                Status::out_of_range("etcdserver: mvcc: required revision is a future revision"),
+                Fault::Other,
+            ),
+            (
+                Status::unauthenticated("etcdserver: invalid auth token"),
+                Fault::InvalidAuthToken,
+            ),
+            (
+                Status::resource_exhausted("etcdserver: mvcc: database space exceeded"),
+                Fault::NoSpace,
+            ),
+            (
+                Status::unavailable("etcdserver: leader changed"),
+                Fault::Transient,
+            ),
+            (Status::unknown("etcdserver: no leader"), Fault::Transient),
+            (
+                Status::invalid_argument("etcdserver: key not found"),
+                Fault::Other,
+            ),
+            // The code wins over a misleading message.
+            (
+                Status::unavailable("requested lease not found"),
+                Fault::Transient,
+            ),
+        ];
+        for (given, fault) in cases {
+            assert_eq!(classify(&status(given.clone())), fault, "{given:?}");
+        }
+        let io = etcd_client::Error::IoError(std::io::Error::other("reset"));
+        assert_eq!(classify(&io), Fault::Transient);
+        assert_eq!(
+            classify(&etcd_client::Error::InvalidArgs("x".into())),
+            Fault::Other
+        );
+    }
+
+    #[test]
+    fn cancel_reasons_are_read_as_text() {
+        assert_eq!(
+            cancel_reason("etcdserver: mvcc: required revision has been compacted"),
+            Fault::Compacted
+        );
+        assert_eq!(
+            cancel_reason("etcdserver: invalid auth token"),
+            Fault::InvalidAuthToken
+        );
+        assert_eq!(cancel_reason("etcdserver: permission denied"), Fault::Other);
+    }
+
+    #[test]
+    fn auth_refusals_are_answers_not_silence() {
+        assert!(is_auth_refusal(&status(Status::invalid_argument(
+            "etcdserver: authentication failed, invalid user ID or password"
+        ))));
+        assert!(!is_auth_refusal(&status(Status::unavailable("down"))));
+    }
+}
