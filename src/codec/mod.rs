@@ -175,8 +175,26 @@ pub(crate) fn join(namespace: &str, segment: &str) -> String {
 }
 
 /// Removes trailing slashes, so that `/services/` and `/services` are one namespace.
-pub(crate) fn normalize_namespace(namespace: &str) -> &str {
+fn normalize_namespace(namespace: &str) -> &str {
     namespace.trim_end_matches('/')
+}
+
+/// The namespace a registration or a discovery uses with `codec`: `given`
+/// (validated by the codec), else the codec's default, either way without
+/// trailing slashes. Registration and discovery both resolve it here, so that
+/// they always agree on the keys.
+pub(crate) fn resolve_namespace<'a>(
+    codec: &'a dyn Codec,
+    given: Option<&'a str>,
+) -> Result<&'a str> {
+    let namespace = match given {
+        Some(namespace) => {
+            codec.validate_namespace(namespace)?;
+            namespace
+        }
+        None => codec.default_namespace(),
+    };
+    Ok(normalize_namespace(namespace))
 }
 
 /// The usual namespace rule: empty, or starting with `/`; no whitespace or

@@ -78,7 +78,7 @@ use tracing::{info, info_span, instrument, Instrument};
 
 pub use stream::{Discovered, DiscoveryHandle};
 
-use crate::codec::{normalize_namespace, Codec, Native};
+use crate::codec::{resolve_namespace, Codec, Native};
 use crate::error::Result;
 use crate::instance::{validate_service_name, Instance};
 use state::{Event, State};
@@ -227,13 +227,7 @@ impl Discovery {
     #[instrument(name = "discovery_start", skip(self), fields(service = %self.service))]
     pub async fn start(self) -> Result<Discovered> {
         validate_service_name(&self.service)?;
-        let namespace = match &self.namespace {
-            Some(namespace) => {
-                self.codec.validate_namespace(namespace)?;
-                normalize_namespace(namespace)
-            }
-            None => normalize_namespace(self.codec.default_namespace()),
-        };
+        let namespace = resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())?;
         let prefix = self.codec.service_prefix(namespace, &self.service);
 
         let snapshot = watcher::fetch(self.client.kv_client(), &prefix).await?;

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use crate::codec::{normalize_namespace, Codec, Native};
+use crate::codec::{resolve_namespace, Codec, Native};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 
@@ -190,13 +190,7 @@ impl Registrar {
     }
 
     fn resolved_namespace(&self) -> Result<&str> {
-        match &self.namespace {
-            Some(namespace) => {
-                self.codec.validate_namespace(namespace)?;
-                Ok(normalize_namespace(namespace))
-            }
-            None => Ok(self.codec.default_namespace()),
-        }
+        resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())
     }
 
     fn ttl_secs(&self) -> Result<i64> {
