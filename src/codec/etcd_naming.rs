@@ -1,4 +1,7 @@
 //! The layout of etcd's own Go packages `naming/endpoints` and `naming/resolver`.
+//!
+//! (Over 400 lines because half of it is the tests: golden values in the Go
+//! package's own encoding, one per field of its `Endpoint`.)
 
 use std::collections::BTreeMap;
 
