@@ -1,7 +1,7 @@
 //! The layout of etcd's own Go packages `naming/endpoints` and `naming/resolver`.
 //!
-//! (Over 400 lines because half of it is the tests: golden values in the Go
-//! package's own encoding, one per field of its `Endpoint`.)
+//! (Over 400 lines because half of it is the tests: golden keys and values,
+//! what Go writes, lenient metadata, bad values.)
 
 use std::collections::BTreeMap;
 
