@@ -5,7 +5,7 @@
 //!   an etcd lease that a background task keeps alive, re-creates after lease loss
 //!   or an etcd restart, and removes on [`Registration::deregister`].
 //! - A client runs a [`Discovery`]: one etcd Get, then a Watch from the next
-//!   revision, turned into tower [`Change`](tower::discover::Change) events, which
+//!   revision, turned into tower [`Change`] events, which
 //!   feed the crate's [`Balancer`] or tonic's balanced
 //!   [`Channel`](tonic::transport::Channel).
 //!
@@ -52,7 +52,8 @@
 //! - [`instance`]: [`Instance`] and its validation.
 //! - [`codec`]: registry layouts ([`Codec`], [`Native`](codec::Native)).
 //! - [`registration`]: [`Registrar`], [`Registration`], graceful shutdown.
-//! - [`discovery`]: [`Discovery`], the [`Discovered`] stream, [`Health`].
+//! - [`discovery`]: [`Discovery`], the [`InstanceChanges`] stream and its
+//!   [`DiscoveryView`], [`Health`].
 //! - [`balance`]: the crate's [`Balancer`] with its [`Policy`], the tonic
 //!   `balance_channel` driver, and endpoint templates.
 //! - [`EtcdConfig`]: endpoints, TLS, mutual TLS and authentication to etcd.
@@ -86,11 +87,25 @@ pub mod tls;
 
 pub use balance::{Balancer, Policy};
 pub use codec::Codec;
-pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
+pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, Result};
 pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
 pub use registration::{Registrar, Registration, RegistrationState};
+
+/// A change of a set of instances, as a [`Discovery`] streams it and a
+/// [`Balancer`] consumes it: tower's, re-exported so that users of the plain
+/// stream need neither tower nor its features.
+///
+/// ```
+/// use tonic_etcd::{Change, Instance};
+///
+/// let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+/// let change: Change<String, Instance> = Change::Insert(instance.addr.clone(), instance);
+/// assert!(matches!(change, Change::Insert(..)));
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
+pub use tower::discover::Change;
 
 /// Re-export of the etcd client this crate is built on.
 pub use etcd_client;
@@ -103,5 +118,6 @@ const _: () = {
     assert_send_sync::<Registrar>();
     assert_send_sync::<Registration>();
     assert_send_sync::<Discovery>();
-    assert_send_sync::<DiscoveryHandle>();
+    assert_send_sync::<InstanceChanges>();
+    assert_send_sync::<DiscoveryView>();
 };

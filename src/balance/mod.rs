@@ -42,7 +42,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A task (the *driver*) reads the [`Discovered`] stream and sends each change
+//! A task (the *driver*) reads the [`InstanceChanges`] stream and sends each change
 //! to the channel. tonic applies changes only while requests flow, so an idle
 //! client's change queue can fill up; the driver never waits on it while
 //! reading discovery: it keeps at most one pending change per instance (the
@@ -81,7 +81,7 @@ mod driver;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info_span, Instrument};
 
-use crate::discovery::{Discovered, Discovery};
+use crate::discovery::{Discovery, InstanceChanges};
 use crate::endpoint::default_endpoint;
 use crate::error::Result;
 use crate::instance::Instance;
@@ -106,12 +106,12 @@ const CHANGE_CAPACITY: usize = 1024;
 /// logged (`warn!`) and left out (and an older endpoint of the same instance is
 /// removed). The driver ends, dropping `discovered` and stopping its watch,
 /// when every clone of the channel has been dropped.
-pub fn channel<F>(discovered: Discovered, template: F) -> Channel
+pub fn channel<F>(discovered: InstanceChanges, template: F) -> Channel
 where
     F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
 {
     let (channel, sender) = Channel::balance_channel::<String>(CHANGE_CAPACITY);
-    let handle = discovered.handle();
+    let handle = discovered.view();
     let span = info_span!(parent: None, "balance_channel", service = %handle.service());
     tokio::spawn(driver::drive(discovered, sender, template).instrument(span));
     channel
@@ -122,7 +122,7 @@ impl Discovery {
     /// instances, with [`default_endpoint`]; see the [`balance`](crate::balance)
     /// docs for what tonic's balancing does and does not do.
     ///
-    /// Fails as [`Discovery::start`] does. Must be called inside a tokio runtime.
+    /// Fails as [`Discovery::changes`] does. Must be called inside a tokio runtime.
     pub async fn balance_channel(self) -> Result<Channel> {
         self.balance_channel_with(default_endpoint).await
     }
@@ -144,6 +144,6 @@ impl Discovery {
     where
         F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
     {
-        Ok(channel(self.start().await?, template))
+        Ok(channel(self.changes().await?, template))
     }
 }

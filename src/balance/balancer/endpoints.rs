@@ -26,7 +26,7 @@ use super::load::{PeakEwma, DEFAULT_RTT};
 use super::picker::{p2c, smooth_weighted, RoundRobin};
 use super::{EndpointStatus, Policy, Template};
 use crate::backoff::Backoff;
-use crate::discovery::Discovered;
+use crate::discovery::InstanceChanges;
 use crate::instance::Instance;
 
 /// First and longest pause between two connection attempts to an ejected
@@ -400,7 +400,7 @@ impl Shared {
 
     /// Applies the changes already queued in `discovered`, so that a balancer
     /// knows the instances of the initial Get as soon as it exists.
-    pub(super) fn apply_queued(self: &Arc<Self>, discovered: &mut Discovered) {
+    pub(super) fn apply_queued(self: &Arc<Self>, discovered: &mut InstanceChanges) {
         while let Some(Some(change)) = discovered.next().now_or_never() {
             self.apply(change);
         }
@@ -411,7 +411,7 @@ impl Shared {
 /// or not requests flow, until `stop` fires (every balancer clone is gone).
 pub(super) async fn drive(
     shared: Arc<Shared>,
-    mut discovered: Discovered,
+    mut discovered: InstanceChanges,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut discovering = true;

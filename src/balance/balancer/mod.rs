@@ -20,7 +20,7 @@ use tonic::body::Body;
 use tonic::transport::Endpoint;
 use tracing::{info_span, Instrument};
 
-use crate::discovery::{Discovered, Discovery};
+use crate::discovery::{Discovery, InstanceChanges};
 use crate::endpoint::default_endpoint;
 use crate::error::Result;
 use crate::instance::Instance;
@@ -166,7 +166,7 @@ impl std::error::Error for ParsePolicyError {}
 ///   request's [extensions](http::Extensions), which tonic's channel does not
 ///   read. The wait for an endpoint counts from the request's start.
 /// - **Discovery changes apply at once**, whether requests flow or not: a task
-///   reads the [`Discovered`] stream and updates the set on every change. The
+///   reads the [`InstanceChanges`] stream and updates the set on every change. The
 ///   instances of the initial Get are known when the balancer is built.
 /// - The task, the discovery with its etcd watch, and the probes stop when
 ///   every clone of the balancer has been dropped. Requests in flight finish.
@@ -179,7 +179,7 @@ impl std::error::Error for ParsePolicyError {}
 /// With a custom endpoint template or a wait for the first endpoint:
 ///
 /// ```no_run
-/// # async fn run(discovered: tonic_etcd::Discovered) {
+/// # async fn run(discovered: tonic_etcd::InstanceChanges) {
 /// use std::time::Duration;
 /// use tonic_etcd::{endpoint::default_endpoint, Balancer, Policy};
 ///
@@ -233,7 +233,7 @@ impl Balancer {
     ///
     /// Spawns its task on the current tokio runtime, so this must be called
     /// inside one.
-    pub fn new(discovered: Discovered, policy: Policy) -> Balancer {
+    pub fn new(discovered: InstanceChanges, policy: Policy) -> Balancer {
         Balancer::builder(policy).build(discovered)
     }
 
@@ -332,8 +332,8 @@ impl BalancerBuilder {
     /// Builds the balancer over `discovered`, already knowing the instances
     /// queued in it, and spawns its task on the current tokio runtime (so this
     /// must be called inside one).
-    pub fn build(self, mut discovered: Discovered) -> Balancer {
-        let handle = discovered.handle();
+    pub fn build(self, mut discovered: InstanceChanges) -> Balancer {
+        let handle = discovered.view();
         let shared = Arc::new(Shared::new(
             handle.service().to_owned(),
             self.policy,
@@ -395,11 +395,11 @@ impl Future for ResponseFuture {
 impl Discovery {
     /// Starts the discovery and returns a [`Balancer`] over its instances with
     /// `policy` and [`default_endpoint`]. For other settings, use
-    /// [`Balancer::builder`] with [`Discovery::start`].
+    /// [`Balancer::builder`] with [`Discovery::changes`].
     ///
-    /// Fails as [`Discovery::start`] does. Must be called inside a tokio runtime.
+    /// Fails as [`Discovery::changes`] does. Must be called inside a tokio runtime.
     pub async fn balancer(self, policy: Policy) -> Result<Balancer> {
-        Ok(Balancer::new(self.start().await?, policy))
+        Ok(Balancer::new(self.changes().await?, policy))
     }
 }
 
