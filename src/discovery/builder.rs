@@ -26,11 +26,11 @@ use crate::instance::{validate_service_name, Instance};
 /// | you want | call | you get |
 /// |---|---|---|
 /// | the crate's balancer (recommended) | [`balancer(policy)`](Discovery::balancer) | a [`Balancer`](crate::Balancer) |
-/// | tonic's balanced channel | [`balance_channel()`](Discovery::balance_channel), [`balance_channel_with(template)`](Discovery::balance_channel_with) | a tonic `Channel` |
+/// | tonic's balanced channel | [`tonic_channel()`](Discovery::tonic_channel), [`tonic_channel_with(template)`](Discovery::tonic_channel_with) | a tonic `Channel` |
 /// | the raw changes | [`changes()`](Discovery::changes) | an [`InstanceChanges`] stream |
 ///
 /// For the balancer's options, see [`Balancer::builder`](crate::Balancer::builder).
-/// (`balancer` and `balance_channel` come from the [`balance`](crate::balance)
+/// (`balancer` and `tonic_channel` come from the [`balance`](crate::balance)
 /// module, the layer above this one.)
 ///
 /// ```no_run
@@ -87,7 +87,7 @@ impl Discovery {
     ///
     /// Nothing is checked or read until the discovery starts
     /// ([`changes`](Self::changes), [`balancer`](Self::balancer),
-    /// [`balance_channel`](Self::balance_channel)).
+    /// [`tonic_channel`](Self::tonic_channel)).
     ///
     /// ```no_run
     /// # async fn run() -> tonic_etcd::Result<()> {

@@ -6,7 +6,7 @@
 //! - [`Discovery`] is the builder: the etcd client, the service and the
 //!   options. [`Discovery::changes`] starts it here; the
 //!   [`balance`](crate::balance) layer above adds
-//!   [`Discovery::balancer`] and [`Discovery::balance_channel`].
+//!   [`Discovery::balancer`] and [`Discovery::tonic_channel`].
 //! - [`InstanceChanges`] is the running discovery as a
 //!   [`Stream`](futures_core::Stream) of `Change<String, Instance>`s, kept up
 //!   to date by a background task; dropping it stops the task.

@@ -11,21 +11,24 @@ use crate::instance::Instance;
 /// A cloneable, thread-safe view of a running discovery: its current
 /// instances and its health.
 ///
-/// Get one from [`InstanceChanges::view`](super::InstanceChanges::view).
+/// Get one from [`InstanceChanges::view`](super::InstanceChanges::view), or
+/// from [`Balancer::discovery`](crate::Balancer::discovery) for a balancer fed
+/// by a discovery.
 ///
 /// ```no_run
 /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
-/// use tonic_etcd::Discovery;
+/// use tonic_etcd::{Discovery, Policy};
 ///
-/// let changes = Discovery::new(etcd, "helloworld").changes().await?;
-/// let view = changes.view();
+/// let balancer = Discovery::new(etcd, "helloworld").balancer(Policy::RoundRobin).await?;
+/// let view = balancer.discovery().expect("fed by a discovery");
 /// println!("{} instances of {} under {}", view.snapshot().len(), view.service(), view.prefix());
 /// println!("connected: {}", view.health().borrow().is_connected());
 /// # Ok(()) }
 /// ```
 ///
 /// A view does not keep the discovery alive: once its
-/// [`InstanceChanges`](super::InstanceChanges) stream is dropped, the snapshot stays as it was
+/// [`InstanceChanges`](super::InstanceChanges) stream is dropped (for a
+/// balancer: once every clone of it is dropped), the snapshot stays as it was
 /// and the health receiver reports that its sender is gone (`changed()`
 /// returns an error).
 #[derive(Debug, Clone)]
