@@ -1,7 +1,8 @@
 //! The API of round two: a balancer fed by any stream (a static list, with
 //! and without an end), tonic's channel fed by one, the discovery view from
 //! the balancer, and the startup deadline of a discovery against an etcd that
-//! never answers (a frozen member, a silent listener) or refuses.
+//! never answers (a frozen member, a silent listener) or refuses, and what
+//! happens without one.
 
 mod support;
 
@@ -421,10 +422,9 @@ async fn a_frozen_etcd_fails_every_start_at_a_custom_deadline() -> Result {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_that_never_answers_fails_the_start_at_the_deadline() -> Result {
-    support::init_tracing();
-    // Accepts connections and holds them, silent, like a black-holed etcd.
+/// A client of a listener that accepts connections and holds them, silent,
+/// like a black-holed etcd.
+async fn silent_etcd() -> Result<etcd_client::Client> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
@@ -433,7 +433,13 @@ async fn a_listener_that_never_answers_fails_the_start_at_the_deadline() -> Resu
             held.push(socket);
         }
     });
-    let client = tonic_etcd::connect([endpoint]).await?;
+    Ok(tonic_etcd::connect([endpoint]).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_never_answers_fails_the_start_at_the_deadline() -> Result {
+    support::init_tracing();
+    let client = silent_etcd().await?;
 
     let started = Instant::now();
     let result = Discovery::new(client, "silent").changes().await;
@@ -443,6 +449,21 @@ async fn a_listener_that_never_answers_fails_the_start_at_the_deadline() -> Resu
         Discovery::DEFAULT_STARTUP_TIMEOUT,
         started,
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_deadline_a_silent_etcd_holds_the_start() -> Result {
+    support::init_tracing();
+    let client = silent_etcd().await?;
+    // What the deadline is for: with none (Duration::MAX, which must not
+    // overflow), the start is still waiting long after any default would
+    // have fired.
+    let start = Discovery::new(client, "silent")
+        .startup_timeout(Duration::MAX)
+        .changes();
+    let waited = tokio::time::timeout(Duration::from_secs(5), start).await;
+    assert!(waited.is_err(), "still waiting after 5 s: {waited:?}");
     Ok(())
 }
 

@@ -183,9 +183,10 @@ impl Discovery {
     /// [`Error::Timeout`]. Defaults to [`DEFAULT_STARTUP_TIMEOUT`](Self::DEFAULT_STARTUP_TIMEOUT), 3 s.
     ///
     /// Without a deadline, an etcd that accepts connections but never answers
-    /// (a frozen process, a black-holed address behind a proxy) would hold the
-    /// start until the connection's keepalive gave up, or forever. An etcd
-    /// that refuses connections fails sooner, with [`Error::Etcd`], after the
+    /// (a frozen process, a black-holed address behind a proxy) holds the
+    /// start for as long as it stays silent: its connections are not refused,
+    /// so the Get waits for an answer that does not come. An etcd that
+    /// refuses connections fails sooner, with [`Error::Etcd`], after the
     /// quick retries. Pass [`Duration::MAX`] for no deadline.
     ///
     /// The name is [`Registrar::startup_timeout`](crate::Registrar::startup_timeout)'s;
