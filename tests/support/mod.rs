@@ -1,4 +1,5 @@
-//! The real-etcd test fixture shared by every integration test (`mod support;`).
+//! Every helper of the integration tests (`tests/it/`), and first of all the
+//! real-etcd fixture.
 //!
 //! - [`Etcd`]: one etcd member on 127.0.0.1 with free ports and a temporary data
 //!   dir; stop, kill, restart with the same data, wipe and restart, compact.
@@ -11,10 +12,19 @@
 //! temporary dir; a member that does not become healthy makes the test panic with
 //! the tail of that log. Every process is killed (SIGKILL) when its fixture drops,
 //! also when the test panics.
+//!
+//! The other helpers, by concern:
+//!
+//! - [`changes`]: instances in the native layout and a discovery's change stream.
+//! - [`balancer`]: greeter servers to balance over, and requests through them.
+//! - [`examples`]: the example binaries, driven as an operator's script would.
+//! - `secure` (feature `tls`): etcd with TLS, client certificates and users.
 
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod changes;
+pub mod examples;
 #[cfg(feature = "tls")]
 pub mod secure;
 
