@@ -4,10 +4,8 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{unique, wait_for, wait_until, Cluster, Etcd};
+use crate::support::{unique, wait_for, wait_until, Cluster, Etcd, Result};
 use etcd_client::{Client, WatchOptions};
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 

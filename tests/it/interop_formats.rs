@@ -6,32 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::Etcd;
+use crate::support::changes::next;
+use crate::support::kv::get;
+use crate::support::{Etcd, Result};
 use etcd_client::Client;
-use futures_util::StreamExt;
 use tonic_etcd::codec::{self, Codec};
 use tonic_etcd::{Discovered, Discovery, Instance, Registrar};
 use tower::discover::Change;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
 const TTL: Duration = Duration::from_secs(5);
-
-/// The value and lease of `key`, if it exists.
-async fn read(client: &mut Client, key: &str) -> Option<(Vec<u8>, i64)> {
-    let resp = client.get(key, None).await.unwrap();
-    resp.kvs()
-        .first()
-        .map(|kv| (kv.value().to_vec(), kv.lease()))
-}
-
-/// The next change, within 5 s.
-async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
-    tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("the stream does not end while discovery runs")
-}
 
 async fn expect_insert(discovered: &mut Discovered) -> (String, Instance) {
     match next(discovered).await {
@@ -78,8 +61,8 @@ struct Case {
 /// Registers `case.instance` while one discovery watches, checks the raw key and
 /// value, starts a second discovery that reads it with its initial Get, then
 /// deregisters: both see the removal.
-async fn round_trip(etcd: &Etcd, case: Case) -> TestResult {
-    let mut client = etcd.client().await;
+async fn round_trip(etcd: &Etcd, case: Case) -> Result {
+    let client = etcd.client().await;
     let service = case.instance.service.clone();
     let codec = codec(case.format);
     let identity = codec.identity(&case.key, &case.discovered);
@@ -97,7 +80,7 @@ async fn round_trip(etcd: &Etcd, case: Case) -> TestResult {
     }
     let registration = registrar.register(case.instance.clone()).await?;
     assert_eq!(registration.key(), case.key, "{}: key", case.format);
-    let (value, lease) = read(&mut client, &case.key)
+    let (value, lease) = get(&client, &case.key)
         .await
         .unwrap_or_else(|| panic!("{}: nothing at {}", case.format, case.key));
     assert_eq!(
@@ -126,7 +109,7 @@ async fn round_trip(etcd: &Etcd, case: Case) -> TestResult {
 
     registration.deregister().await?;
     assert!(
-        read(&mut client, &case.key).await.is_none(),
+        get(&client, &case.key).await.is_none(),
         "{}: key deleted",
         case.format
     );
@@ -157,7 +140,7 @@ fn every_format_has_a_name() {
 }
 
 #[tokio::test]
-async fn native_round_trip() -> TestResult {
+async fn native_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let service = support::unique("native");
@@ -181,7 +164,7 @@ async fn native_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn etcd_naming_round_trip() -> TestResult {
+async fn etcd_naming_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     // The key a Go client dialing etcd:///helloworld reads.
@@ -219,7 +202,7 @@ async fn etcd_naming_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn kratos_round_trip() -> TestResult {
+async fn kratos_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let instance = Instance::new("helloworld", "10.0.0.7:9000")?
@@ -242,7 +225,7 @@ async fn kratos_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn go_zero_round_trip() -> TestResult {
+async fn go_zero_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let instance = Instance::new("greet.rpc", "10.0.0.7:8080")?;
@@ -279,7 +262,7 @@ async fn go_zero_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn plain_round_trip() -> TestResult {
+async fn plain_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
@@ -298,7 +281,7 @@ async fn plain_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn versioned_json_round_trip() -> TestResult {
+async fn versioned_json_round_trip() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let versioned = Instance::new("helloworld", "10.0.0.7:50051")?
@@ -334,7 +317,7 @@ async fn versioned_json_round_trip() -> TestResult {
 }
 
 #[tokio::test]
-async fn every_format_takes_a_namespace() -> TestResult {
+async fn every_format_takes_a_namespace() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
@@ -377,7 +360,7 @@ async fn every_format_takes_a_namespace() -> TestResult {
 }
 
 #[tokio::test]
-async fn go_zero_dedupes_keys_by_address() -> TestResult {
+async fn go_zero_dedupes_keys_by_address() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
@@ -415,7 +398,7 @@ async fn go_zero_dedupes_keys_by_address() -> TestResult {
 }
 
 #[tokio::test]
-async fn plain_reads_schemes_and_dedupes_by_address() -> TestResult {
+async fn plain_reads_schemes_and_dedupes_by_address() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
@@ -448,7 +431,7 @@ async fn plain_reads_schemes_and_dedupes_by_address() -> TestResult {
 }
 
 #[tokio::test]
-async fn kratos_picks_the_grpc_endpoint() -> TestResult {
+async fn kratos_picks_the_grpc_endpoint() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
@@ -487,7 +470,7 @@ async fn kratos_picks_the_grpc_endpoint() -> TestResult {
 }
 
 #[tokio::test]
-async fn etcd_naming_reads_what_go_writes() -> TestResult {
+async fn etcd_naming_reads_what_go_writes() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
@@ -543,7 +526,7 @@ async fn etcd_naming_reads_what_go_writes() -> TestResult {
 }
 
 #[tokio::test]
-async fn versioned_json_reads_both_key_shapes_and_weight_updates() -> TestResult {
+async fn versioned_json_reads_both_key_shapes_and_weight_updates() -> Result {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
@@ -589,7 +572,7 @@ async fn versioned_json_reads_both_key_shapes_and_weight_updates() -> TestResult
     registration.update(|instance| instance.weight = 7).await?;
     let (identity, instance) = expect_insert(&mut discovered).await;
     assert_eq!((identity.as_str(), instance.weight), (key, 7));
-    let (value, _) = read(&mut client, key).await.expect("still registered");
+    let (value, _) = get(&client, key).await.expect("still registered");
     assert_eq!(
         String::from_utf8(value)?,
         r#"{"name":"helloworld","addr":"10.0.0.9:50051","version":"2.0.0","weight":7}"#

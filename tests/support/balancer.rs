@@ -3,9 +3,11 @@
 //! Each [`Greeter`] runs on its own thread with its own tokio runtime, so that
 //! [`Greeter::kill`] can drop everything at once, listener and open
 //! connections alike, as a SIGKILL would; [`Greeter::restart`] serves again
-//! on the same port.
+//! on the same port. [`service`] is the greeter alone, for a test that runs
+//! its own server (with TLS, say); [`hello`] sends one request through tonic's
+//! balanced channel or the crate's balancer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use tonic::client::GrpcService;
+use tonic::codegen::{Body, Bytes, StdError};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -46,6 +50,15 @@ impl hello::greeter_server::Greeter for Hello {
             message: format!("Hello {} from {}", request.into_inner().name, self.addr),
         }))
     }
+}
+
+/// The greeter service: `Hello {name} from {addr}` at once.
+pub fn service(addr: SocketAddr) -> GreeterServer<impl hello::greeter_server::Greeter> {
+    GreeterServer::new(Hello {
+        addr,
+        served: Arc::default(),
+        delay: Duration::ZERO,
+    })
 }
 
 /// A greeter server on 127.0.0.1, answering `Hello {name} from {addr}` after
@@ -163,9 +176,18 @@ pub async fn register(
         .unwrap()
 }
 
-/// One SayHello through `balancer`: the address that answered, or the status.
-pub async fn hello(balancer: &Balancer) -> Result<String, Status> {
-    let mut client = GreeterClient::new(balancer.clone());
+/// One SayHello through `service` (tonic's balanced `Channel` or the crate's
+/// [`Balancer`]): the address that answered, or the status; no answer within
+/// 5 s is `DeadlineExceeded`. (A balanced channel with no ready endpoint waits
+/// forever: hence the bound.)
+pub async fn hello<S>(service: &S) -> Result<String, Status>
+where
+    S: GrpcService<tonic::body::Body> + Clone,
+    S::Error: Into<StdError>,
+    S::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <S::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    let mut client = GreeterClient::new(service.clone());
     let request = HelloRequest {
         name: "test".into(),
     };
@@ -178,6 +200,25 @@ pub async fn hello(balancer: &Balancer) -> Result<String, Status> {
         .next()
         .expect("reply ends with the address")
         .to_owned())
+}
+
+/// Sends requests through `service` until `n` different servers have
+/// answered, 10 s at most (tonic's channel picks at random); the addresses that
+/// answered. Panics on a failed request.
+pub async fn answering<S>(service: &S, n: usize) -> HashSet<String>
+where
+    S: GrpcService<tonic::body::Body> + Clone,
+    S::Error: Into<StdError>,
+    S::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <S::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = HashSet::new();
+    while seen.len() < n {
+        assert!(Instant::now() < deadline, "only {seen:?} answered");
+        seen.insert(hello(service).await.expect("SayHello succeeds"));
+    }
+    seen
 }
 
 /// Sends `n` requests one after the other; how many each address answered.

@@ -8,6 +8,7 @@
 //!   test can read at any time. Killed (SIGKILL) on drop.
 //! - [`Server`]: a `helloworld-server` on a free port of 127.0.0.1, with
 //!   [`Server::wait_registered`] polling etcd for its key.
+//! - [`REGISTER_WITHIN`], [`CLIENT_WITHIN`]: the deadlines the tests share.
 //!
 //! The binaries must be built first: `cargo build --examples`.
 
@@ -20,7 +21,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::support;
+use super::kv::{get, keys};
+use super::{example_bin, free_port};
 
 /// Environment variables of the examples that the test sets explicitly, never
 /// inherits: the endpoints come from `--etcd`, the password from the test.
@@ -28,6 +30,11 @@ const CLEARED_ENV: [&str; 2] = ["ETCD_ENDPOINTS", "ETCD_PASSWORD"];
 
 /// How often the polls below look again.
 const POLL: Duration = Duration::from_millis(20);
+
+/// How long a server may take to register.
+pub const REGISTER_WITHIN: Duration = Duration::from_secs(10);
+/// How long a client run of a few requests may take (before being killed).
+pub const CLIENT_WITHIN: Duration = Duration::from_secs(15);
 
 /// A command line of one of the examples.
 #[derive(Debug, Clone)]
@@ -89,7 +96,7 @@ impl Cmd {
             .expect("create a temp dir for the output");
         let stdout = dir.path().join("stdout");
         let stderr = dir.path().join("stderr");
-        let mut command = Command::new(support::example_bin(self.name));
+        let mut command = Command::new(example_bin(self.name));
         for key in CLEARED_ENV {
             command.env_remove(key);
         }
@@ -161,6 +168,27 @@ impl Run {
         assert_eq!(self.replies().len(), n, "one reply per request\n{self}");
     }
 
+    /// Panics with the output unless every reply came from the server at
+    /// `addr`.
+    pub fn assert_all_from(&self, addr: &str) {
+        let from = format!("Hello world from {addr}");
+        assert!(
+            self.replies().iter().all(|reply| *reply == from),
+            "every reply from {addr}\n{self}"
+        );
+    }
+
+    /// Panics with the output unless the client exited non-zero with all its
+    /// `n` requests failed.
+    pub fn assert_all_failed(&self, n: usize) {
+        self.assert_failed();
+        assert_eq!(
+            self.summary(),
+            format!("summary: ok=0 failed={n}"),
+            "\n{self}"
+        );
+    }
+
     /// Panics with the output unless the process exited non-zero.
     pub fn assert_failed(&self) {
         assert!(
@@ -212,6 +240,11 @@ impl Proc {
             let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
             let _ = kill(pid, signal);
         }
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.exited().is_none()
     }
 
     /// `Some(status)` once the process has exited.
@@ -281,12 +314,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `helloworld-server --listen 127.0.0.1:PORT --ttl 5 --drain-ms 100`
-    /// followed by the flags of `cmd` (made with [`Cmd::server`]).
+    /// Starts `helloworld-server --listen 127.0.0.1:PORT` on a free port,
+    /// with the flags of `cmd` (made with [`Cmd::server`]) and `--ttl 5` and
+    /// `--drain-ms 100` unless `cmd` gives its own.
     pub fn start(cmd: Cmd) -> Server {
+        Server::start_on(free_port(), cmd)
+    }
+
+    /// Like [`start`](Server::start), on 127.0.0.1:`port`: a server started
+    /// again where it was before.
+    pub fn start_on(port: u16, cmd: Cmd) -> Server {
         assert_eq!(cmd.name, "helloworld-server");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut full = Cmd::server().args(["--listen", &addr, "--ttl", "5", "--drain-ms", "100"]);
+        let addr = format!("127.0.0.1:{port}");
+        let mut full = Cmd::server().args(["--listen", &addr]);
+        for (flag, default) in [("--ttl", "5"), ("--drain-ms", "100")] {
+            if !cmd.args.iter().any(|arg| arg == flag) {
+                full = full.args([flag, default]);
+            }
+        }
         full.args.extend(cmd.args);
         full.env = cmd.env;
         Server {
@@ -346,45 +391,6 @@ impl Server {
             self.proc.output()
         );
     }
-}
-
-/// A port of 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-/// The value and lease of `key`, if it exists.
-pub async fn get(etcd: &Client, key: &str) -> Option<(Vec<u8>, i64)> {
-    let mut etcd = etcd.clone();
-    let response = etcd.get(key, None).await.expect("etcd get");
-    response
-        .kvs()
-        .first()
-        .map(|kv| (kv.value().to_vec(), kv.lease()))
-}
-
-/// Every key under `prefix` (all keys for `""`).
-pub async fn keys(etcd: &Client, prefix: &str) -> Vec<String> {
-    let mut etcd = etcd.clone();
-    let options = if prefix.is_empty() {
-        etcd_client::GetOptions::new()
-            .with_all_keys()
-            .with_keys_only()
-    } else {
-        etcd_client::GetOptions::new()
-            .with_prefix()
-            .with_keys_only()
-    };
-    let response = etcd.get(prefix, Some(options)).await.expect("etcd get");
-    response
-        .kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-        .collect()
 }
 
 /// Panics unless `lease` is a live etcd lease (non-zero, with time left).

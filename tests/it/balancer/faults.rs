@@ -2,23 +2,14 @@
 //! listens on, a server killed under load and restarted, discovery changes
 //! while no request flows, and the last clone dropped.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use crate::support;
 use crate::support::balancer::{hello, register, split, wait_endpoints, Greeter};
-use crate::support::{wait_until, Etcd};
+use crate::support::changes::wait_ended;
+use crate::support::Etcd;
 use tonic::Code;
 use tonic_etcd::{Balancer, Discovery, Instance, Policy, Registrar};
-
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_fast_with_no_endpoint() {
@@ -52,7 +43,7 @@ async fn fails_fast_with_no_endpoint() {
     // Every endpoint unreachable: the request tries each once, ejects it, and
     // fails fast too.
     let registration = Registrar::new(client.clone())
-        .register(Instance::new(&service, format!("127.0.0.1:{}", dead_port())).unwrap())
+        .register(Instance::new(&service, format!("127.0.0.1:{}", support::free_port())).unwrap())
         .await
         .unwrap();
     let balancer = Discovery::new(client.clone(), &service)
@@ -143,7 +134,7 @@ async fn refused_connections_are_retried_on_another_endpoint() {
     let _live = register(&client, &service, &live, 1).await;
     // Registered, but nobody listens there: every connection is refused.
     let _dead = Registrar::new(client.clone())
-        .register(Instance::new(&service, format!("127.0.0.1:{}", dead_port())).unwrap())
+        .register(Instance::new(&service, format!("127.0.0.1:{}", support::free_port())).unwrap())
         .await
         .unwrap();
 
@@ -385,10 +376,5 @@ async fn the_balancer_stops_with_its_last_clone() {
     );
 
     drop(clone);
-    let health = handle.health();
-    wait_until(Duration::from_secs(10), "the discovery task to end", || {
-        let ended = health.has_changed().is_err();
-        async move { ended }
-    })
-    .await;
+    wait_ended(&handle).await;
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::changes::next;
+use crate::support::changes::{self, next};
 use crate::support::Etcd;
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use futures_util::Stream;
@@ -13,10 +13,8 @@ use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Discovered, Discovery, Instance};
 use tower::discover::Change;
 
-fn instance(service: &str, port: u32) -> Instance {
-    Instance::new(service, format!("127.0.0.1:{port}"))
-        .unwrap()
-        .with_id(format!("i{port:05}"))
+fn instance(service: &str, port: u16) -> Instance {
+    changes::instance(service, &format!("i{port:05}"), port)
 }
 
 async fn put(client: &mut Client, instance: &Instance, lease: i64) -> String {

@@ -1,72 +1,22 @@
 //! A watch that must resume from a compacted revision resyncs and reports only
 //! the difference.
 //!
-//! The discovery talks to etcd through a TCP proxy of the test. Cutting the
+//! The discovery talks to etcd through a TCP proxy (`support::proxy`). Cutting the
 //! proxy breaks its watch while etcd keeps running; the test then changes keys
 //! and compacts at the current revision, so that the watch can no longer
 //! resume from where it was. When the proxy comes back, the discovery must
 //! notice the compaction, read the prefix again and emit only what changed.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::changes::{instance, next, put};
+use crate::support::changes::{etcd_state, instance, next, put};
+use crate::support::proxy::Proxy;
 use crate::support::{wait_until, Etcd};
-use etcd_client::Client;
 use futures_util::Stream;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Discovered, Discovery, Health, Instance};
 use tower::discover::Change;
-
-/// A TCP proxy that can drop every connection and refuse new ones, then
-/// forward again.
-struct Proxy {
-    addr: SocketAddr,
-    open: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, open_rx) = watch::channel(true);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !*open_rx.borrow() {
-                    continue; // dropped: the client sees the connection close
-                }
-                let mut open = open_rx.clone();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = open.wait_for(|open| !*open) => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, open }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn cut(&self) {
-        self.open.send_replace(false);
-    }
-
-    fn restore(&self) {
-        self.open.send_replace(true);
-    }
-}
 
 /// Every change queued in the stream, rendered as `+key@addr` / `-key`.
 async fn drain(discovered: &mut Discovered, prefix: &str) -> BTreeSet<String> {
@@ -79,22 +29,6 @@ async fn drain(discovered: &mut Discovered, prefix: &str) -> BTreeSet<String> {
         assert!(shown.insert(line.clone()), "{line} reported twice");
     }
     shown
-}
-
-/// The instances under `prefix` according to etcd itself.
-async fn etcd_state(client: &mut Client, service: &str, prefix: &str) -> Vec<Instance> {
-    let resp = client
-        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            Native
-                .decode(service, kv.key_str().unwrap(), kv.value())
-                .unwrap()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -115,9 +49,10 @@ async fn resume_from_a_compacted_revision_resyncs_with_a_diff() {
         put(&mut client, &instance(&service, id, port)).await;
     }
 
-    let target = etcd.endpoint().trim_start_matches("http://").to_owned();
-    let proxy = Proxy::start(target).await;
-    let through_proxy = tonic_etcd::connect([proxy.endpoint()]).await.unwrap();
+    let proxy = Proxy::start(etcd.addr()).await;
+    let through_proxy = tonic_etcd::connect([format!("http://{}", proxy.addr())])
+        .await
+        .unwrap();
     let mut discovered = Discovery::new(through_proxy, &service)
         .start()
         .await
@@ -127,7 +62,7 @@ async fn resume_from_a_compacted_revision_resyncs_with_a_diff() {
     let mut health = discovered.health();
 
     // Break the watch while etcd lives on.
-    proxy.cut();
+    proxy.refuse();
     wait_until(Duration::from_secs(10), "health Reconnecting", || {
         let reconnecting = matches!(*health.borrow_and_update(), Health::Reconnecting { .. });
         async move { reconnecting }
@@ -154,7 +89,7 @@ async fn resume_from_a_compacted_revision_resyncs_with_a_diff() {
     assert!(compacted > 0);
 
     proxy.restore();
-    let expected = etcd_state(&mut client, &service, &prefix).await;
+    let expected: Vec<Instance> = etcd_state(&client, &service).await.into_values().collect();
     assert_eq!(expected.len(), 4);
     wait_until(Duration::from_secs(15), "discovery to converge", || {
         let converged = discovered.snapshot() == expected;

@@ -3,23 +3,11 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::changes::next;
+use crate::support::changes::{instance, next, put};
 use crate::support::Etcd;
-use etcd_client::Client;
 use futures_util::Stream;
-use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, Discovery, Instance};
+use tonic_etcd::{Discovered, Discovery};
 use tower::discover::Change;
-
-async fn put(client: &mut Client, service: &str, port: u16) -> String {
-    let instance = Instance::new(service, format!("127.0.0.1:{port}")).unwrap();
-    let key = Native.key("/services", &instance);
-    client
-        .put(key.clone(), Native.encode(&instance).unwrap(), None)
-        .await
-        .unwrap();
-    key
-}
 
 async fn next_key(discovered: &mut Discovered) -> String {
     match next(discovered).await {
@@ -36,8 +24,8 @@ async fn foo_never_sees_foobar() {
     let foo = support::unique("foo");
     let foobar = format!("{foo}bar");
 
-    let foo_1 = put(&mut client, &foo, 1).await;
-    let foobar_1 = put(&mut client, &foobar, 2).await;
+    let foo_1 = put(&mut client, &instance(&foo, "1", 1)).await;
+    let foobar_1 = put(&mut client, &instance(&foobar, "2", 2)).await;
     // A key that is a prefix match without the slash.
     client
         .put(format!("/services/{foo}"), "not an instance", None)
@@ -56,9 +44,9 @@ async fn foo_never_sees_foobar() {
 
     // Watch: writes to foobar reach only foobar. foo's next change is its own
     // key written last, so nothing of foobar came before it.
-    let foobar_2 = put(&mut client, &foobar, 3).await;
+    let foobar_2 = put(&mut client, &instance(&foobar, "3", 3)).await;
     client.delete(foobar_1.clone(), None).await.unwrap();
-    let foo_2 = put(&mut client, &foo, 4).await;
+    let foo_2 = put(&mut client, &instance(&foo, "4", 4)).await;
     assert_eq!(next_key(&mut foo_d).await, foo_2);
     assert_eq!(next_key(&mut foobar_d).await, foobar_2);
 

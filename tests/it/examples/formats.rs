@@ -8,17 +8,13 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::examples::{assert_live_lease, get, Cmd, Server};
+use crate::support::examples::{assert_live_lease, Cmd, Server, CLIENT_WITHIN, REGISTER_WITHIN};
+use crate::support::kv::get;
 use crate::support::Etcd;
 use etcd_client::{Client, PutOptions};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tonic_etcd::codec::FORMATS;
-
-/// How long a server may take to register.
-const REGISTER_WITHIN: Duration = Duration::from_secs(10);
-/// How long a client run of a few requests may take.
-const CLIENT_WITHIN: Duration = Duration::from_secs(15);
 
 /// The key a server of `service` at `addr` registers in `format` with the
 /// default namespace (see src/codec/*.rs and INTEROP.md).
@@ -110,12 +106,7 @@ async fn check_format(etcd: &Client, endpoint: &str, format: &str, version: Opti
         .run(CLIENT_WITHIN)
         .await;
     run.assert_all_ok(5);
-    let from = format!("Hello world from {}", server.addr);
-    assert!(
-        run.replies().iter().all(|reply| *reply == from),
-        "every reply from {}\n{run}",
-        server.addr
-    );
+    run.assert_all_from(&server.addr);
 
     server.stop_gracefully(etcd, &key).await;
     eprintln!("{format} (version {version:?}): {key} ok");
@@ -179,15 +170,14 @@ async fn an_etcd_naming_namespace_prefixes_the_target() {
         .args(["--service", &service, "--requests", "2"])
         .run(CLIENT_WITHIN)
         .await;
-    run.assert_failed();
-    assert_eq!(run.summary(), "summary: ok=0 failed=2", "\n{run}");
+    run.assert_all_failed(2);
 
     server.stop_gracefully(&client, &key).await;
 }
 
 #[tokio::test]
 async fn an_unknown_format_is_refused_by_both_binaries() {
-    let listen = format!("127.0.0.1:{}", support::examples::free_port());
+    let listen = format!("127.0.0.1:{}", support::free_port());
     for cmd in [
         Cmd::server().args(["--listen", &listen, "--format", "nope"]),
         Cmd::client().args(["--format", "nope", "--requests", "1"]),
@@ -255,12 +245,7 @@ async fn a_go_style_etcd_naming_registration_is_reachable() {
         .run(CLIENT_WITHIN)
         .await;
     run.assert_all_ok(5);
-    let from = format!("Hello world from {}", server.addr);
-    assert!(
-        run.replies().iter().all(|reply| *reply == from),
-        "every reply from {}\n{run}",
-        server.addr
-    );
+    run.assert_all_from(&server.addr);
 
     // Go's DeleteEndpoint: the key is gone, the etcd-naming client finds nobody
     // (although the native registration is still there).
@@ -270,8 +255,7 @@ async fn a_go_style_etcd_naming_registration_is_reachable() {
         .args(["--service", &service, "--requests", "2"])
         .run(CLIENT_WITHIN)
         .await;
-    run.assert_failed();
-    assert_eq!(run.summary(), "summary: ok=0 failed=2", "\n{run}");
+    run.assert_all_failed(2);
 
     server.stop_gracefully(&client, &native_key).await;
 }

@@ -8,14 +8,12 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::examples::{assert_live_lease, Cmd, Run, Server};
+use crate::support::examples::{
+    assert_live_lease, Cmd, Run, Server, CLIENT_WITHIN, REGISTER_WITHIN,
+};
 use crate::support::secure::{ClientCerts, Pki, SecureEtcd};
 use crate::support::Etcd;
 
-/// How long a server may take to register.
-const REGISTER_WITHIN: Duration = Duration::from_secs(10);
-/// How long a client run of a few requests may take (before being killed).
-const CLIENT_WITHIN: Duration = Duration::from_secs(15);
 /// What "fails fast" means for a process that cannot work.
 const FAST: Duration = Duration::from_secs(5);
 
@@ -92,7 +90,7 @@ async fn mutual_tls_to_etcd() {
     // No client certificate: etcd refuses the handshake.
     let why =
         &format!("error: TLS with etcd at {endpoint} failed: etcd requires a client certificate");
-    let listen = format!("127.0.0.1:{}", support::examples::free_port());
+    let listen = format!("127.0.0.1:{}", support::free_port());
     let run = with_ca()
         .args(["--listen", &listen, "--service", &support::unique("nocert")])
         .run(CLIENT_WITHIN)
@@ -105,7 +103,7 @@ async fn mutual_tls_to_etcd() {
         .run(CLIENT_WITHIN)
         .await;
     assert_fails_fast("client without --etcd-cert", &run, why);
-    assert_eq!(run.summary(), "summary: ok=0 failed=2", "\n{run}");
+    run.assert_all_failed(2);
 
     server.stop_gracefully(&client, &key).await;
 }
@@ -149,10 +147,7 @@ async fn user_authentication_to_etcd() {
         users.limited
     );
     for cmd in [
-        Cmd::server().args([
-            "--listen",
-            &format!("127.0.0.1:{}", support::examples::free_port()),
-        ]),
+        Cmd::server().args(["--listen", &format!("127.0.0.1:{}", support::free_port())]),
         Cmd::client().args(["--requests", "2"]),
     ] {
         let run = as_user(cmd, &wrong).run(CLIENT_WITHIN).await;
@@ -217,16 +212,11 @@ async fn tls_to_the_greeters() {
         .run(CLIENT_WITHIN)
         .await;
     run.assert_all_ok(5);
-    let from = format!("Hello world from {}", server.addr);
-    assert!(
-        run.replies().iter().all(|reply| *reply == from),
-        "every reply from {}\n{run}",
-        server.addr
-    );
+    run.assert_all_from(&server.addr);
 
     let run = greeter().args(["--requests", "5"]).run(CLIENT_WITHIN).await;
     assert_fails_fast("client without --tls-ca", &run, "request 1: failed");
-    assert_eq!(run.summary(), "summary: ok=0 failed=5", "\n{run}");
+    run.assert_all_failed(5);
 
     let other = Pki::new();
     let run = greeter()
@@ -239,7 +229,7 @@ async fn tls_to_the_greeters() {
         &run,
         "invalid peer certificate",
     );
-    assert_eq!(run.summary(), "summary: ok=0 failed=5", "\n{run}");
+    run.assert_all_failed(5);
 
     server.stop_gracefully(&client, &key).await;
 }

@@ -7,15 +7,14 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{wait_for, wait_until, Etcd};
+use crate::support::changes::next;
+use crate::support::{wait_for, wait_until, Etcd, Result};
 use etcd_client::{Client, GetOptions};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::registration::MAX_ENTRY_BYTES;
 use tonic_etcd::{Discovered, Discovery, Error, Instance, Registrar};
 use tower::discover::Change;
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 async fn count(client: &Client, prefix: &str) -> i64 {
     let mut client = client.clone();
@@ -222,13 +221,6 @@ async fn oversize_entries_are_refused_before_etcd() -> Result {
         .unwrap_err();
     assert!(matches!(error, Error::TooLarge { .. }), "{error}");
     Ok(())
-}
-
-async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
-    tokio::time::timeout(Duration::from_secs(5), discovered.next())
-        .await
-        .expect("a change within 5 s")
-        .expect("stream alive")
 }
 
 /// Every kind of garbage, written under `prefix` with the raw etcd client.

@@ -8,14 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{wait_until, Etcd};
-use etcd_client::{Client, GetOptions};
+use crate::support::changes::{self, etcd_state};
+use crate::support::{wait_until, Etcd, Result};
 use futures_util::StreamExt;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Discovery, Instance, Registrar, Registration};
 use tower::discover::Change;
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// What each instance does; 200 in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,26 +41,7 @@ fn script(n: u16) -> Script {
 }
 
 fn instance(service: &str, n: u16) -> Instance {
-    Instance::new(service, format!("127.0.0.1:{}", 20_000 + n))
-        .unwrap()
-        .with_id(format!("i{n:03}"))
-}
-
-/// etcd's view: key → instance, read with one Get.
-async fn etcd_state(client: &Client, service: &str, prefix: &str) -> BTreeMap<String, Instance> {
-    let mut client = client.clone();
-    let resp = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("get the prefix");
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            let key = kv.key_str().unwrap().to_owned();
-            let instance = Native.decode(service, &key, kv.value()).unwrap();
-            (key, instance)
-        })
-        .collect()
+    changes::instance(service, &format!("i{n:03}"), 20_000 + n)
 }
 
 /// Sleeps 0..max ms, different for each instance, so that the scripts interleave.
@@ -77,7 +56,6 @@ async fn churn_of_200_instances_converges_exactly() -> Result {
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
     let service = support::unique("churn");
-    let prefix = format!("/services/{service}/");
     let registrar = Registrar::new(client.clone()).ttl(Duration::from_secs(10));
 
     let mut before: HashMap<u16, Registration> = HashMap::new();
@@ -142,7 +120,7 @@ async fn churn_of_200_instances_converges_exactly() -> Result {
     eprintln!("churn done in {:?}", started.elapsed());
 
     // Converged: the discovered set is etcd's state, instance by instance.
-    let expected = etcd_state(&client, &service, &prefix).await;
+    let expected = etcd_state(&client, &service).await;
     let expected_ids: Vec<u16> = (0..200)
         .filter(|n| {
             matches!(

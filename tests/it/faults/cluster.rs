@@ -8,21 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::balancer::Greeter;
-use crate::support::{wait_until, Cluster};
-use etcd_client::{Client, GetOptions};
+use crate::support::balancer::{hello, Greeter};
+use crate::support::changes::wait_instances;
+use crate::support::kv;
+use crate::support::{wait_until, Cluster, Result};
+use etcd_client::Client;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_etcd::{balance, Discovery, Instance, Registrar, Registration, RegistrationState};
-
-pub mod hello {
-    tonic::include_proto!("helloworld");
-}
-
-use hello::greeter_client::GreeterClient;
-use hello::HelloRequest;
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// Lease TTL of the registrations: short, so that a lease lost for good would
 /// show within the faults' hold time.
@@ -81,20 +74,14 @@ fn track(mut state: watch::Receiver<RegistrationState>) -> Arc<Outages> {
     outages
 }
 
-/// The keys under `prefix` with their leases, read through any live member.
+/// The keys under `prefix` with their leases, read through any live member
+/// within 2 s.
 async fn keys(client: &Client, prefix: &str) -> Option<Vec<(String, i64)>> {
-    let mut client = client.clone();
-    let get = client.get(prefix, Some(GetOptions::new().with_prefix()));
-    let resp = tokio::time::timeout(Duration::from_secs(2), get)
+    let read = kv::keys(client, prefix);
+    tokio::time::timeout(Duration::from_secs(2), read)
         .await
         .ok()?
-        .ok()?;
-    Some(
-        resp.kvs()
-            .iter()
-            .map(|kv| (kv.key_str().unwrap().to_owned(), kv.lease()))
-            .collect(),
-    )
+        .ok()
 }
 
 /// Waits until every registration is `Registered` and etcd holds exactly its
@@ -247,15 +234,7 @@ async fn leader_and_follower_faults_lose_nothing() -> Result {
     let t = Instant::now();
     let mut registrations = registrations.into_iter();
     registrations.next().unwrap().deregister().await?;
-    wait_until(
-        Duration::from_secs(2),
-        "discovery to see the removal",
-        || {
-            let n = handle.snapshot().len();
-            async move { n == 2 }
-        },
-    )
-    .await;
+    wait_instances(&handle, 2, Duration::from_secs(2)).await;
     eprintln!("a deregistration seen by discovery after {:?}", t.elapsed());
     for registration in registrations {
         registration.deregister().await?;
@@ -269,13 +248,9 @@ async fn leader_and_follower_faults_lose_nothing() -> Result {
 
 /// Sends SayHello every 5 ms until `stop`; returns the successes and the errors.
 async fn send_until(channel: Channel, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
-    let mut client = GreeterClient::new(channel);
     let (mut ok, mut failures) = (0, Vec::new());
     while !stop.load(Ordering::SeqCst) {
-        let request = HelloRequest {
-            name: "cluster".into(),
-        };
-        match tokio::time::timeout(Duration::from_secs(2), client.say_hello(request)).await {
+        match tokio::time::timeout(Duration::from_secs(2), hello(&channel)).await {
             Ok(Ok(_)) => ok += 1,
             Ok(Err(status)) => failures.push(status.to_string()),
             Err(_) => failures.push("timed out".into()),

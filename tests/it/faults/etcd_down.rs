@@ -4,45 +4,17 @@
 //! its set ends equal to etcd's state, with no instance lost or repeated on
 //! the way.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::changes::record;
-use crate::support::{wait_for, wait_until, Etcd};
-use etcd_client::{Client, GetOptions};
+use crate::support::changes::{etcd_state, record};
+use crate::support::{wait_for, wait_until, Etcd, Result};
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovery, Instance, Registrar, Registration, RegistrationState};
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+use tonic_etcd::{Discovery, Instance, Registrar};
 
 const TTL: Duration = Duration::from_secs(2);
 /// How long etcd stays down: well past the TTL.
 const OUTAGE: Duration = Duration::from_millis(3500);
-
-/// etcd's view of the service: identity → instance, read with one Get.
-async fn etcd_state(client: &Client, service: &str, prefix: &str) -> BTreeMap<String, Instance> {
-    let mut client = client.clone();
-    let resp = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("get the prefix");
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            let key = kv.key_str().unwrap();
-            let instance = Native.decode(service, key, kv.value()).unwrap();
-            (key.trim_start_matches(prefix).to_owned(), instance)
-        })
-        .collect()
-}
-
-fn registered(registration: &Registration) -> Option<i64> {
-    match *registration.state().borrow() {
-        RegistrationState::Registered { lease_id } => Some(lease_id),
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_past_the_ttl_then_back_with_its_data() -> Result {
@@ -76,7 +48,7 @@ async fn etcd_down_past_the_ttl_then_back_with_its_data() -> Result {
     etcd.kill().await;
     let down = Instant::now();
     wait_until(Duration::from_secs(5), "registrations notice", || {
-        let noticed = registrations.iter().all(|r| registered(r).is_none());
+        let noticed = registrations.iter().all(|r| r.lease_id().is_none());
         async move { noticed }
     })
     .await;
@@ -113,7 +85,7 @@ async fn etcd_down_past_the_ttl_then_back_with_its_data() -> Result {
 
     for (registration, old) in registrations.iter().zip(&old_leases) {
         let lease = wait_for(Duration::from_secs(5), "registered again", || {
-            let lease = registered(registration);
+            let lease = registration.lease_id();
             async move { lease }
         })
         .await;
@@ -132,9 +104,9 @@ async fn etcd_down_past_the_ttl_then_back_with_its_data() -> Result {
     .await;
     eprintln!("c's key expired {:?} after etcd's return", up.elapsed());
 
-    let expected = etcd_state(&client, &service, &prefix).await;
+    let expected = etcd_state(&client, &service).await;
     assert_eq!(
-        expected.keys().collect::<Vec<_>>(),
+        expected.values().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         ["a", "b", "x"],
         "etcd's own state"
     );

@@ -11,21 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::balancer::Greeter;
-use crate::support::{wait_until, Etcd};
+use crate::support::balancer::{hello, Greeter};
+use crate::support::changes::{self, instance};
+use crate::support::{wait_until, Etcd, Result};
 use etcd_client::Client;
 use tonic::transport::Channel;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{balance, Balancer, Discovery, DiscoveryHandle, Instance, Policy};
-
-pub mod hello {
-    tonic::include_proto!("helloworld");
-}
-
-use hello::greeter_client::GreeterClient;
-use hello::HelloRequest;
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// How long the client stays idle before its next requests: long enough for
 /// tonic's connections to settle, well under any keepalive timeout.
@@ -33,15 +25,7 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Registers `addr` under `id` (a plain put, as a registration would).
 async fn put(client: &mut Client, service: &str, id: &str, addr: SocketAddr) -> String {
-    let instance = Instance::new(service, addr.to_string())
-        .unwrap()
-        .with_id(id);
-    let key = Native.key("/services", &instance);
-    client
-        .put(key.clone(), Native.encode(&instance).unwrap(), None)
-        .await
-        .unwrap();
-    key
+    changes::put(client, &instance(service, id, addr.port())).await
 }
 
 /// The client side under test.
@@ -74,28 +58,13 @@ impl Side {
 }
 
 /// Sends `n` requests one after the other; every one must succeed.
-async fn send(channel: &Side, n: usize) {
-    match channel {
-        Side::Tonic(channel) => send_on(GreeterClient::new(channel.clone()), n).await,
-        Side::Balancer(balancer) => send_on(GreeterClient::new(balancer.clone()), n).await,
-    }
-}
-
-async fn send_on<T>(mut client: GreeterClient<T>, n: usize)
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
+async fn send(side: &Side, n: usize) {
     for _ in 0..n {
-        let request = HelloRequest {
-            name: "idle".into(),
+        let answered = match side {
+            Side::Tonic(channel) => hello(channel).await,
+            Side::Balancer(balancer) => hello(balancer).await,
         };
-        tokio::time::timeout(Duration::from_secs(5), client.say_hello(request))
-            .await
-            .expect("an answer within 5 s")
-            .expect("SayHello succeeds");
+        answered.expect("SayHello succeeds within 5 s");
     }
 }
 

@@ -7,26 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{wait_for, wait_until, Etcd};
+use crate::support::kv::lease_of;
+use crate::support::{wait_for, wait_until, Etcd, Result};
 use etcd_client::Client;
 use futures_util::StreamExt;
 use tonic_etcd::{Discovery, Instance, Registrar, Registration};
 use tower::discover::Change;
 
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
-
 const TTL: Duration = Duration::from_secs(3);
 
-/// The lease of `key`, if the key holds a value that is not `garbage`.
-async fn lease_of(client: &Client, key: &str) -> Option<i64> {
-    let mut client = client.clone();
-    let resp = client.get(key, None).await.ok()?;
-    let kv = resp.kvs().first()?;
-    (kv.value() != b"garbage").then_some(kv.lease())
-}
-
-/// Waits until `key` is back (a value that is not garbage) on a lease that
-/// `accept`s; returns the lease and how long it took from `since`.
+/// Waits until `key` is back on a lease that `accept`s (the garbage that
+/// `etcdctl put` writes has none: lease 0); returns the lease and how long it
+/// took from `since`.
 async fn back(
     client: &Client,
     key: &str,

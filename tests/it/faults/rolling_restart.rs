@@ -3,73 +3,31 @@
 //! and starts again on the same port; the next one goes only once it is
 //! registered again. Not one request may fail.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{wait_for, wait_until, Etcd};
+use crate::support::examples::{Cmd, Server};
+use crate::support::kv::lease_of;
+use crate::support::{wait_until, Etcd, Result};
 use etcd_client::Client;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+use nix::sys::signal::Signal;
 
 /// Requests the client sends, one every 10 ms: enough to outlast the restarts.
 const REQUESTS: u32 = 600;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop, its stderr in a temp file.
-struct Process {
-    child: Child,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Process {
-    fn spawn(command: &mut Command) -> Process {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let child = command.stderr(stderr.reopen().unwrap()).spawn().unwrap();
-        Process { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap()
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server(etcd: &str, service: &str, port: u16) -> Process {
-    Process::spawn(
-        Command::new(support::example_bin("helloworld-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--etcd", etcd, "--service", service, "--ttl", "5"])
-            .stdout(Stdio::null()),
+/// A server of `service` on 127.0.0.1:`port`, draining for the example's
+/// default second, so that the client sees it go before it stops serving.
+fn server(etcd: &str, service: &str, port: u16) -> Server {
+    Server::start_on(
+        port,
+        Cmd::server()
+            .args(["--etcd", etcd, "--service", service])
+            .args(["--ttl", "5", "--drain-ms", "1000"]),
     )
 }
 
 async fn registered(client: &Client, key: String) -> bool {
-    let mut client = client.clone();
-    matches!(client.get(key, None).await, Ok(resp) if resp.kvs().len() == 1)
+    lease_of(client, &key).await.is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,10 +48,14 @@ async fn rolling_restart(client_args: &[&str]) -> Result {
     let endpoint = etcd.endpoint();
     let client = etcd.client().await;
     let service = support::unique("rolling");
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    ];
     let key = |port: u16| format!("/services/{service}/127.0.0.1:{port}");
 
-    let mut servers: Vec<Process> = ports
+    let mut servers: Vec<Server> = ports
         .iter()
         .map(|port| server(&endpoint, &service, *port))
         .collect();
@@ -104,34 +66,26 @@ async fn rolling_restart(client_args: &[&str]) -> Result {
         .await;
     }
 
-    let out = tempfile::NamedTempFile::new()?;
-    let mut load = Process::spawn(
-        Command::new(support::example_bin("helloworld-client"))
-            .args(["--etcd", &endpoint, "--service", &service])
-            .args(["--requests", &REQUESTS.to_string(), "--interval-ms", "10"])
-            .args(client_args)
-            .stdout(out.reopen()?),
-    );
-    let replies = || std::fs::read_to_string(out.path()).unwrap().lines().count();
+    let mut load = Cmd::client()
+        .args(["--etcd", &endpoint, "--service", &service])
+        .args(["--requests", &REQUESTS.to_string(), "--interval-ms", "10"])
+        .args(client_args)
+        .spawn();
     wait_until(Duration::from_secs(10), "the client to get going", || {
-        let n = replies();
+        let n = load.stdout().lines().count();
         async move { n >= 50 }
     })
     .await;
 
     for (i, port) in ports.into_iter().enumerate() {
         let t = Instant::now();
-        servers[i].signal(Signal::SIGTERM);
-        let stopping = &mut servers[i];
-        let status = wait_for(Duration::from_secs(10), "the server to exit", || {
-            let status = stopping.child.try_wait().unwrap();
-            async move { status }
-        })
-        .await;
+        let stopping = &mut servers[i].proc;
+        stopping.signal(Signal::SIGTERM);
+        let status = stopping.wait_exit(Duration::from_secs(10)).await;
         assert!(
             status.success(),
-            "graceful stop exits 0: {}",
-            stopping.stderr()
+            "graceful stop exits 0\n{}",
+            stopping.output()
         );
         let stopped = t.elapsed();
         servers[i] = server(&endpoint, &service, port);
@@ -147,13 +101,9 @@ async fn rolling_restart(client_args: &[&str]) -> Result {
         );
         assert!(load.running(), "the client ended before the restarts did");
     }
-    let restarted = replies();
+    let restarted = load.stdout().lines().count();
 
-    let status = wait_for(Duration::from_secs(60), "the client to finish", || {
-        let status = load.child.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    let status = load.wait_exit(Duration::from_secs(60)).await;
     let stderr = load.stderr();
     let summary = stderr.lines().last().unwrap_or_default();
     eprintln!(
@@ -167,13 +117,13 @@ async fn rolling_restart(client_args: &[&str]) -> Result {
     assert!(status.success());
 
     // Every server, each restarted once, answered.
-    let replies = std::fs::read_to_string(out.path())?;
+    let replies = load.stdout();
     for port in ports {
         let from = format!("from 127.0.0.1:{port}");
         assert!(replies.lines().any(|l| l.ends_with(&from)), "none {from}");
     }
     for server in &servers {
-        server.signal(Signal::SIGTERM);
+        server.proc.signal(Signal::SIGTERM);
     }
     Ok(())
 }

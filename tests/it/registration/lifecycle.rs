@@ -3,16 +3,10 @@
 use std::time::Duration;
 
 use crate::support;
+use crate::support::kv::get;
 use crate::support::{wait_until, Etcd};
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::{Error, Instance, Registrar, RegistrationState};
-
-async fn read(client: &mut etcd_client::Client, key: &str) -> Option<(Vec<u8>, i64)> {
-    let resp = client.get(key, None).await.unwrap();
-    resp.kvs()
-        .first()
-        .map(|kv| (kv.value().to_vec(), kv.lease()))
-}
 
 #[tokio::test]
 async fn register_writes_the_key_with_a_kept_lease() {
@@ -32,7 +26,7 @@ async fn register_writes_the_key_with_a_kept_lease() {
     let key = format!("/services/{service}/127.0.0.1:50051");
     assert_eq!(registration.key(), key);
 
-    let (value, lease) = read(&mut client, &key).await.expect("key written");
+    let (value, lease) = get(&client, &key).await.expect("key written");
     assert_ne!(lease, 0, "key must carry a lease");
     assert_eq!(registration.lease_id(), Some(lease));
     assert_eq!(Native.decode(&service, &key, &value).unwrap(), instance);
@@ -42,7 +36,7 @@ async fn register_writes_the_key_with_a_kept_lease() {
     // Outlive the TTL several times: the keepalive keeps the same lease.
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_millis(4500) {
-        let (_, now) = read(&mut client, &key).await.expect("key still there");
+        let (_, now) = get(&client, &key).await.expect("key still there");
         assert_eq!(now, lease, "lease must not change while etcd is healthy");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -69,7 +63,7 @@ async fn deregister_removes_the_key_at_once_and_revokes_the_lease() {
 
     registration.deregister().await.unwrap();
     // No waiting: when deregister returns, the key is gone.
-    assert_eq!(read(&mut client, &key).await, None);
+    assert_eq!(get(&client, &key).await, None);
     let ttl = client.lease_time_to_live(lease, None).await.unwrap();
     assert!(ttl.ttl() <= 0, "lease must be revoked, ttl {}", ttl.ttl());
     assert_eq!(*state.borrow(), RegistrationState::Deregistered);
@@ -78,7 +72,7 @@ async fn deregister_removes_the_key_at_once_and_revokes_the_lease() {
 #[tokio::test]
 async fn update_rewrites_the_value_on_the_same_lease() {
     let etcd = Etcd::start().await;
-    let mut client = etcd.client().await;
+    let client = etcd.client().await;
     let service = support::unique("svc");
     let registration = Registrar::new(client.clone())
         .register(Instance::new(&service, "127.0.0.1:2").unwrap())
@@ -94,7 +88,7 @@ async fn update_rewrites_the_value_on_the_same_lease() {
         })
         .await
         .unwrap();
-    let (value, now) = read(&mut client, &key).await.unwrap();
+    let (value, now) = get(&client, &key).await.unwrap();
     assert_eq!(now, lease);
     let decoded = Native.decode(&service, &key, &value).unwrap();
     assert_eq!(decoded.weight, 7);
@@ -116,7 +110,7 @@ async fn update_rewrites_the_value_on_the_same_lease() {
 #[tokio::test]
 async fn dropping_the_guard_removes_the_key() {
     let etcd = Etcd::start().await;
-    let mut client = etcd.client().await;
+    let client = etcd.client().await;
     let service = support::unique("svc");
     let registration = Registrar::new(client.clone())
         .ttl(Duration::from_secs(30))
@@ -126,13 +120,10 @@ async fn dropping_the_guard_removes_the_key() {
     let key = registration.key().to_owned();
     drop(registration);
     // TTL is 30 s: only the dropped guard's task can remove the key this fast.
-    wait_until(Duration::from_secs(3), "key removed after drop", || {
-        let mut client = client.clone();
-        let key = key.clone();
-        async move { read(&mut client, &key).await.is_none() }
+    wait_until(Duration::from_secs(3), "key removed after drop", || async {
+        get(&client, &key).await.is_none()
     })
     .await;
-    let _ = &mut client;
 }
 
 #[tokio::test]
@@ -156,7 +147,7 @@ async fn register_fails_at_once_when_etcd_is_down() {
 #[tokio::test]
 async fn register_waits_for_etcd_within_the_startup_timeout() {
     let mut etcd = Etcd::start().await;
-    let mut client = etcd.client().await;
+    let client = etcd.client().await;
     etcd.kill().await;
     let registrar = Registrar::new(client.clone()).startup_timeout(Duration::from_secs(20));
     let service = support::unique("svc");
@@ -169,6 +160,6 @@ async fn register_waits_for_etcd_within_the_startup_timeout() {
     assert!(!pending.is_finished(), "register must wait for etcd");
     etcd.restart().await;
     let registration = pending.await.unwrap().unwrap();
-    assert!(read(&mut client, registration.key()).await.is_some());
+    assert!(get(&client, registration.key()).await.is_some());
     registration.deregister().await.unwrap();
 }

@@ -4,14 +4,9 @@
 use std::time::Duration;
 
 use crate::support;
+use crate::support::kv::lease_of;
 use crate::support::{wait_for, wait_until, Etcd};
 use tonic_etcd::{Instance, Registrar, Registration, RegistrationState};
-
-async fn lease_of(client: &etcd_client::Client, key: &str) -> Option<i64> {
-    let mut client = client.clone();
-    let resp = client.get(key, None).await.ok()?;
-    resp.kvs().first().map(|kv| kv.lease())
-}
 
 async fn register(client: &etcd_client::Client, ttl: u64) -> Registration {
     let service = support::unique("svc");
@@ -88,13 +83,8 @@ async fn etcd_restarted_with_its_data_keeps_the_registration() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     etcd.restart().await;
     let lease = wait_for(Duration::from_secs(5), "registered again", || {
-        let state = registration.state();
-        async move {
-            match *state.borrow() {
-                RegistrationState::Registered { lease_id } => Some(lease_id),
-                _ => None,
-            }
-        }
+        let lease = registration.lease_id();
+        async move { lease }
     })
     .await;
     wait_until(Duration::from_secs(3), "key carries the live lease", || {

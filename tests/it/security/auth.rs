@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support;
+use crate::support::changes::wait_instances;
 use crate::support::secure::chain;
 use crate::support::secure::{ClientCerts, SecureEtcd};
-use crate::support::wait_until;
 use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar};
 
 #[tokio::test]
@@ -39,19 +39,11 @@ async fn the_limited_user_registers_and_discovers_under_its_prefix() {
         .register(Instance::new(&service, "127.0.0.1:50052").unwrap())
         .await
         .unwrap();
-    wait_until(Duration::from_secs(10), "the second instance", || {
-        let n = handle.snapshot().len();
-        async move { n == 2 }
-    })
-    .await;
+    wait_instances(&handle, 2, Duration::from_secs(10)).await;
     registration.update(|i| i.weight = 5).await.unwrap();
     registration.deregister().await.unwrap();
     other.deregister().await.unwrap();
-    wait_until(Duration::from_secs(10), "both instances to go", || {
-        let n = handle.snapshot().len();
-        async move { n == 0 }
-    })
-    .await;
+    wait_instances(&handle, 0, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

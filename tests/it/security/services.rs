@@ -5,40 +5,18 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support;
+use crate::support::balancer::{self, hello};
+use crate::support::changes::put;
 use crate::support::secure::{Leaf, Pki};
 use crate::support::Etcd;
-use etcd_client::Client;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic::{Request, Response, Status};
-use tonic_etcd::codec::{Codec, Native};
+use tonic::transport::Server;
+use tonic::Code;
 use tonic_etcd::tls::{self, ClientTlsConfig, ServerTlsConfig};
 use tonic_etcd::{Discovery, Instance};
-
-pub mod hello {
-    tonic::include_proto!("helloworld");
-}
-
-use hello::greeter_client::GreeterClient;
-use hello::greeter_server::{Greeter, GreeterServer};
-use hello::{HelloReply, HelloRequest};
-
-struct Hello(SocketAddr);
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.0),
-        }))
-    }
-}
 
 /// A TLS greeter on 127.0.0.1:0 with the certificate `leaf`; with
 /// `client_ca`, it requires client certificates signed by that CA.
@@ -53,29 +31,10 @@ async fn serve(leaf: &Leaf, client_ca: Option<&Pki>) -> SocketAddr {
     let server = Server::builder()
         .tls_config(config)
         .unwrap()
-        .add_service(GreeterServer::new(Hello(addr)))
+        .add_service(balancer::service(addr))
         .serve_with_incoming(TcpIncoming::from(listener));
     tokio::spawn(server);
     addr
-}
-
-async fn register(client: &mut Client, instance: &Instance) {
-    let key = Native.key("/services", instance);
-    client
-        .put(key, Native.encode(instance).unwrap(), None)
-        .await
-        .unwrap();
-}
-
-/// One SayHello within 5 s: the address in the reply, or the error.
-async fn hello(channel: &Channel) -> Result<String, Status> {
-    let mut client = GreeterClient::new(channel.clone());
-    let request = HelloRequest { name: "tls".into() };
-    let reply = tokio::time::timeout(Duration::from_secs(5), client.say_hello(request))
-        .await
-        .expect("an answer within 5 s, not a hang")?;
-    let message = reply.into_inner().message;
-    Ok(message.rsplit(' ').next().unwrap().to_owned())
 }
 
 fn trusting(pki: &Pki) -> ClientTlsConfig {
@@ -94,7 +53,7 @@ async fn requests_reach_tls_servers_named_by_address_or_by_metadata() {
     // One certificate for the IP address, one for a DNS name only.
     let by_ip = serve(&pki.issue("by-ip", &["127.0.0.1"]), None).await;
     let by_name = serve(&pki.issue("by-name", &["greeter-b.test"]), None).await;
-    register(
+    put(
         &mut client,
         &Instance::new(&service, by_ip.to_string()).unwrap(),
     )
@@ -102,20 +61,14 @@ async fn requests_reach_tls_servers_named_by_address_or_by_metadata() {
     let named = Instance::new(&service, by_name.to_string())
         .unwrap()
         .with_metadata(tls::DOMAIN_KEY, "greeter-b.test");
-    register(&mut client, &named).await;
+    put(&mut client, &named).await;
 
     let channel = Discovery::new(client, &service)
         .balance_channel_with(tls::template(trusting(&pki)))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = HashSet::new();
-    while seen.len() < 2 {
-        assert!(Instant::now() < deadline, "only {seen:?} answered");
-        seen.insert(hello(&channel).await.unwrap());
-    }
     assert_eq!(
-        seen,
+        balancer::answering(&channel, 2).await,
         HashSet::from([by_ip.to_string(), by_name.to_string()])
     );
 }
@@ -128,7 +81,7 @@ async fn the_config_domain_applies_when_the_metadata_names_none() {
     let service = support::unique("tls-domain");
     let pki = Pki::new();
     let addr = serve(&pki.issue("fleet", &["greeters.test"]), None).await;
-    register(
+    put(
         &mut client,
         &Instance::new(&service, addr.to_string()).unwrap(),
     )
@@ -149,7 +102,7 @@ async fn mutual_tls_to_a_service() {
     let service = support::unique("mtls-greeter");
     let pki = Pki::new();
     let addr = serve(&pki.issue("mtls", &["127.0.0.1"]), Some(&pki)).await;
-    register(
+    put(
         &mut client,
         &Instance::new(&service, addr.to_string()).unwrap(),
     )
@@ -168,6 +121,7 @@ async fn mutual_tls_to_a_service() {
         .await
         .unwrap();
     let status = hello(&anonymous).await.expect_err("no client certificate");
+    assert_ne!(status.code(), Code::DeadlineExceeded, "a hang: {status:?}");
     eprintln!("without a client certificate: {status}");
 }
 
@@ -179,7 +133,7 @@ async fn a_client_that_does_not_trust_the_ca_gets_an_error_not_a_hang() {
     let service = support::unique("tls-untrusted");
     let pki = Pki::new();
     let addr = serve(&pki.server, None).await;
-    register(
+    put(
         &mut client,
         &Instance::new(&service, addr.to_string()).unwrap(),
     )

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support;
+use crate::support::changes::wait_instances;
 use crate::support::secure::chain;
 use crate::support::secure::{ClientCerts, Pki, SecureEtcd};
-use crate::support::wait_until;
 use etcd_client::Client;
 use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar};
 
@@ -34,23 +34,11 @@ async fn register_and_discover(config: EtcdConfig) {
         .register(Instance::new(&service, "127.0.0.1:50052").unwrap())
         .await
         .unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the watch to see a second instance",
-        || {
-            let n = handle.snapshot().len();
-            async move { n == 2 }
-        },
-    )
-    .await;
+    wait_instances(&handle, 2, Duration::from_secs(10)).await;
 
     second.deregister().await.unwrap();
     registration.deregister().await.unwrap();
-    wait_until(Duration::from_secs(10), "both instances to go", || {
-        let n = handle.snapshot().len();
-        async move { n == 0 }
-    })
-    .await;
+    wait_instances(&handle, 0, Duration::from_secs(10)).await;
     drop(discovered);
 }
 
@@ -198,11 +186,7 @@ async fn an_unreachable_endpoint_leaves_the_connection_lazy() {
     support::init_tracing();
     let pki = Pki::new();
     // Nothing listens there: etcd may simply not be up yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = EtcdConfig::new([format!("https://127.0.0.1:{port}")]).ca_file(&pki.ca);
     let started = Instant::now();
     config

@@ -6,9 +6,11 @@
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::secure::{ClientCerts, Proxy, SecureEtcd, Users};
+use crate::support::changes::wait_instances;
+use crate::support::proxy::Proxy;
+use crate::support::secure::{ClientCerts, SecureEtcd, Users};
 use crate::support::wait_until;
-use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar, RegistrationState};
+use tonic_etcd::{Discovery, EtcdConfig, Instance, Registrar};
 
 /// Seconds an unused simple token lives.
 const TOKEN_TTL: &str = "2";
@@ -29,13 +31,6 @@ fn root(etcd: &SecureEtcd, users: &Users) -> EtcdConfig {
     etcd.config().user("root", &users.root_password)
 }
 
-fn lease_of(state: &RegistrationState) -> Option<i64> {
-    match state {
-        RegistrationState::Registered { lease_id } => Some(*lease_id),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
     let (etcd, users, service) = setup().await;
@@ -44,8 +39,7 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
         .register(Instance::new(&service, "127.0.0.1:50051").unwrap())
         .await
         .unwrap();
-    let state = registration.state();
-    let lease = lease_of(&state.borrow()).expect("registered");
+    let lease = registration.lease_id().expect("registered");
     // Its own client: after `start`, only the watch stream uses its token.
     let discovery_client = limited(&etcd, &users).connect().await.unwrap();
     let discovered = Discovery::new(discovery_client.clone(), &service)
@@ -60,10 +54,10 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         assert_eq!(
-            lease_of(&state.borrow()),
+            registration.lease_id(),
             Some(lease),
             "registration: {:?}",
-            *state.borrow()
+            *registration.state().borrow()
         );
         assert!(
             health.borrow().is_connected(),
@@ -78,11 +72,7 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
         .register(Instance::new(&service, "127.0.0.1:50052").unwrap())
         .await
         .unwrap();
-    wait_until(Duration::from_secs(5), "the watch to deliver", || {
-        let n = handle.snapshot().len();
-        async move { n == 2 }
-    })
-    .await;
+    wait_instances(&handle, 2, Duration::from_secs(5)).await;
 
     // Unary calls with the expired token: refreshed and retried.
     registration.update(|i| i.weight = 7).await.unwrap();
@@ -91,15 +81,11 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
         .await
         .unwrap();
     assert_eq!(again.handle().snapshot().len(), 2);
-    assert_eq!(lease_of(&registration.state().borrow()), Some(lease));
+    assert_eq!(registration.lease_id(), Some(lease));
 
     registration.deregister().await.unwrap();
     other.deregister().await.unwrap();
-    wait_until(Duration::from_secs(5), "both instances to go", || {
-        let n = handle.snapshot().len();
-        async move { n == 0 }
-    })
-    .await;
+    wait_instances(&handle, 0, Duration::from_secs(5)).await;
 }
 
 /// Lets the token of a client that made no request for a while expire:
@@ -112,7 +98,7 @@ async fn let_tokens_expire() {
 async fn an_expired_token_is_renewed_when_the_registration_reconnects() {
     let (etcd, users, service) = setup().await;
     let proxy = Proxy::start(etcd.addr()).await;
-    let through_proxy = EtcdConfig::new([proxy.endpoint()])
+    let through_proxy = EtcdConfig::new([format!("https://{}", proxy.addr())])
         .ca_file(&etcd.pki().ca)
         .user(&users.limited, &users.limited_password);
     let registration = Registrar::new(through_proxy.connect().await.unwrap())
@@ -120,15 +106,14 @@ async fn an_expired_token_is_renewed_when_the_registration_reconnects() {
         .register(Instance::new(&service, "127.0.0.1:50051").unwrap())
         .await
         .unwrap();
-    let state = registration.state();
-    let lease = lease_of(&state.borrow()).expect("registered");
+    let lease = registration.lease_id().expect("registered");
 
     let_tokens_expire().await;
     // The keepalive and watch streams break; the task registers again with
     // requests that carry the expired token.
     proxy.cut();
     wait_until(Duration::from_secs(10), "registered on a new lease", || {
-        let now = lease_of(&state.borrow());
+        let now = registration.lease_id();
         async move { now.is_some_and(|l| l != lease) }
     })
     .await;
@@ -151,7 +136,7 @@ async fn an_expired_token_is_renewed_when_the_registration_reconnects() {
 async fn an_expired_token_is_renewed_when_the_watch_reconnects() {
     let (etcd, users, service) = setup().await;
     let proxy = Proxy::start(etcd.addr()).await;
-    let through_proxy = EtcdConfig::new([proxy.endpoint()])
+    let through_proxy = EtcdConfig::new([format!("https://{}", proxy.addr())])
         .ca_file(&etcd.pki().ca)
         .user(&users.limited, &users.limited_password);
     let discovered = Discovery::new(through_proxy.connect().await.unwrap(), &service)
