@@ -11,19 +11,19 @@ use crate::support::kv::get;
 use crate::support::{Etcd, Result};
 use etcd_client::Client;
 use tonic_etcd::codec::{self, Codec};
-use tonic_etcd::{Discovered, Discovery, Instance, Registrar};
+use tonic_etcd::{InstanceChanges, Discovery, Instance, Registrar};
 use tower::discover::Change;
 
 const TTL: Duration = Duration::from_secs(5);
 
-async fn expect_insert(discovered: &mut Discovered) -> (String, Instance) {
+async fn expect_insert(discovered: &mut InstanceChanges) -> (String, Instance) {
     match next(discovered).await {
         Change::Insert(identity, instance) => (identity, instance),
         Change::Remove(identity) => panic!("expected an insert, got the remove of {identity}"),
     }
 }
 
-async fn expect_remove(discovered: &mut Discovered) -> String {
+async fn expect_remove(discovered: &mut InstanceChanges) -> String {
     match next(discovered).await {
         Change::Insert(identity, instance) => {
             panic!("expected a remove, got the insert of {identity}: {instance:?}")
@@ -68,7 +68,7 @@ async fn round_trip(etcd: &Etcd, case: Case) -> Result {
     let identity = codec.identity(&case.key, &case.discovered);
 
     let mut watching = discovery(&client, case.format, &service, case.namespace)
-        .start()
+        .changes()
         .await?;
     assert!(watching.snapshot().is_empty());
 
@@ -100,7 +100,7 @@ async fn round_trip(etcd: &Etcd, case: Case) -> Result {
 
     // ...and through the initial Get.
     let mut fresh = discovery(&client, case.format, &service, case.namespace)
-        .start()
+        .changes()
         .await?;
     assert_eq!(
         expect_insert(&mut fresh).await,
@@ -340,13 +340,13 @@ async fn every_format_takes_a_namespace() -> Result {
         assert_eq!(registration.key(), key, "{format}");
 
         let mut discovered = discovery(&client, format, "helloworld", Some(namespace))
-            .start()
+            .changes()
             .await?;
         let (_, seen) = expect_insert(&mut discovered).await;
         assert_eq!(seen.addr, "10.0.0.7:1", "{format}");
         // The format's default namespace does not hold it.
         let elsewhere = discovery(&client, format, "helloworld", None)
-            .start()
+            .changes()
             .await?;
         assert!(
             elsewhere.snapshot().is_empty(),
@@ -370,7 +370,7 @@ async fn go_zero_dedupes_keys_by_address() -> Result {
     client.put("greet.rpc/222", "127.0.0.1:8080", None).await?;
 
     let mut discovered = discovery(&client, "go-zero", "greet.rpc", None)
-        .start()
+        .changes()
         .await?;
     let (identity, instance) = expect_insert(&mut discovered).await;
     assert_eq!(identity, "127.0.0.1:8080");
@@ -413,7 +413,7 @@ async fn plain_reads_schemes_and_dedupes_by_address() -> Result {
         .await?;
 
     let mut discovered = discovery(&client, "plain", "helloworld", None)
-        .start()
+        .changes()
         .await?;
     let mut seen = [
         expect_insert(&mut discovered).await.0,
@@ -436,7 +436,7 @@ async fn kratos_picks_the_grpc_endpoint() -> Result {
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
     let mut discovered = discovery(&client, "kratos", "helloworld", None)
-        .start()
+        .changes()
         .await?;
 
     // As kratos writes an instance serving HTTP and gRPC.
@@ -475,7 +475,7 @@ async fn etcd_naming_reads_what_go_writes() -> Result {
     let etcd = Etcd::start().await;
     let mut client = etcd.client().await;
     let mut discovered = discovery(&client, "etcd-naming", "helloworld", None)
-        .start()
+        .changes()
         .await?;
 
     // endpoints.Manager.AddEndpoint(ctx, "helloworld/127.0.0.1:50051",
@@ -545,7 +545,7 @@ async fn versioned_json_reads_both_key_shapes_and_weight_updates() -> Result {
         )
         .await?;
     let mut discovered = discovery(&client, "versioned-json", "helloworld", None)
-        .start()
+        .changes()
         .await?;
     let mut seen = [
         expect_insert(&mut discovered).await.1,

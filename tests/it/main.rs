@@ -17,6 +17,8 @@
 //!
 //! # Layout
 //!
+//! - `api`: the headline constructors: a balancer fed by any stream, the
+//!   discovery view, the startup deadline.
 //! - `registration`: register, update, deregister; recovery, crash, displacement.
 //! - `discovery`: the initial Get and the watch; compaction, etcd restarts,
 //!   malformed values, shared prefixes.
@@ -32,6 +34,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api;
 mod balancer;
 mod discovery;
 mod examples;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions};
 use futures_util::StreamExt;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, DiscoveryHandle, Instance};
+use tonic_etcd::{InstanceChanges, DiscoveryView, Instance};
 use tower::discover::Change;
 
 use super::wait_until;
@@ -52,7 +52,7 @@ pub async fn etcd_state(client: &Client, service: &str) -> BTreeMap<String, Inst
 }
 
 /// The next change, which must come within 5 s.
-pub async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
+pub async fn next(discovered: &mut InstanceChanges) -> Change<String, Instance> {
     tokio::time::timeout(Duration::from_secs(5), discovered.next())
         .await
         .expect("a change within 5 s")
@@ -60,7 +60,7 @@ pub async fn next(discovered: &mut Discovered) -> Change<String, Instance> {
 }
 
 /// Reads the stream in the background, recording `+id` / `-id` in order.
-pub fn record(mut discovered: Discovered, prefix: String) -> Arc<Mutex<Vec<String>>> {
+pub fn record(mut discovered: InstanceChanges, prefix: String) -> Arc<Mutex<Vec<String>>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let writer = log.clone();
     tokio::spawn(async move {
@@ -77,7 +77,7 @@ pub fn record(mut discovered: Discovered, prefix: String) -> Arc<Mutex<Vec<Strin
 
 /// Waits (10 s at most) until the discovery task behind `handle` has ended,
 /// which drops its health sender.
-pub async fn wait_ended(handle: &DiscoveryHandle) {
+pub async fn wait_ended(handle: &DiscoveryView) {
     let health = handle.health();
     wait_until(Duration::from_secs(10), "the discovery task to end", || {
         let ended = health.has_changed().is_err();
@@ -88,7 +88,7 @@ pub async fn wait_ended(handle: &DiscoveryHandle) {
 
 /// Waits until the discovery behind `handle` holds `n` instances, `within` at
 /// most.
-pub async fn wait_instances(handle: &DiscoveryHandle, n: usize, within: Duration) {
+pub async fn wait_instances(handle: &DiscoveryView, n: usize, within: Duration) {
     let what = format!("{n} instances of {} discovered", handle.service());
     wait_until(within, &what, || {
         let now = handle.snapshot().len();

@@ -32,7 +32,7 @@ async fn requests_follow_discovery() {
     put(&mut client, &instance(&service, "b", addr_b.port())).await;
 
     let channel = Discovery::new(client.clone(), &service)
-        .balance_channel()
+        .tonic_channel()
         .await
         .unwrap();
 
@@ -88,13 +88,13 @@ async fn driver_and_discovery_stop_when_the_channel_is_dropped() {
     put(&mut client, &instance(&service, "a", addr.port())).await;
 
     let discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     let templated = Arc::new(AtomicUsize::new(0));
     let counter = templated.clone();
-    let channel = balance::channel(discovered, move |instance| {
+    let channel = balance::tonic_channel(discovered, move |instance| {
         counter.fetch_add(1, Ordering::SeqCst);
         tonic_etcd::endpoint::default_endpoint(instance)
     });

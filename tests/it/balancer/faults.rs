@@ -86,7 +86,7 @@ async fn waits_for_the_first_endpoint_when_asked() {
         .wait_for_endpoint(Duration::from_millis(300))
         .build(
             Discovery::new(client.clone(), &service)
-                .start()
+                .changes()
                 .await
                 .unwrap(),
         );
@@ -104,7 +104,7 @@ async fn waits_for_the_first_endpoint_when_asked() {
         .wait_for_endpoint(Duration::from_secs(5))
         .build(
             Discovery::new(client.clone(), &service)
-                .start()
+                .changes()
                 .await
                 .unwrap(),
         );
@@ -283,7 +283,7 @@ async fn a_request_racing_a_restart_in_place_waits_for_the_server() {
     let _registration = register(&client, &service, &greeter, 1).await;
     let balancer = Balancer::builder(Policy::RoundRobin)
         .wait_for_endpoint(Duration::from_secs(5))
-        .build(Discovery::new(client, &service).start().await.unwrap());
+        .build(Discovery::new(client, &service).changes().await.unwrap());
     let addr = greeter.addr.to_string();
     let mut lost = Vec::new();
     for round in 0..10 {
@@ -364,9 +364,9 @@ async fn the_balancer_stops_with_its_last_clone() {
     let service = support::unique("drop");
     let greeter = Greeter::start();
     let _registration = register(&client, &service, &greeter, 1).await;
-    let discovered = Discovery::new(client, &service).start().await.unwrap();
-    let handle = discovered.handle();
-    let balancer = Balancer::new(discovered, Policy::RoundRobin);
+    let discovered = Discovery::new(client, &service).changes().await.unwrap();
+    let handle = discovered.view();
+    let balancer = Balancer::builder(Policy::RoundRobin).build(discovered);
     let clone = balancer.clone();
     drop(balancer);
     assert_eq!(hello(&clone).await.unwrap(), greeter.addr.to_string());

@@ -10,7 +10,7 @@ use crate::support::Etcd;
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use futures_util::Stream;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovered, Discovery, Instance};
+use tonic_etcd::{InstanceChanges, Discovery, Instance};
 use tower::discover::Change;
 
 fn instance(service: &str, port: u16) -> Instance {
@@ -31,7 +31,7 @@ async fn put(client: &mut Client, instance: &Instance, lease: i64) -> String {
 }
 
 /// How many changes are queued in the stream, not yet read.
-fn queued(discovered: &Discovered) -> usize {
+fn queued(discovered: &InstanceChanges) -> usize {
     discovered.size_hint().0
 }
 
@@ -53,7 +53,7 @@ async fn initial_get_reads_every_page_exactly_once() {
     }
 
     let mut discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
 
@@ -102,7 +102,7 @@ async fn watch_reports_puts_and_deletes() {
     let lease = client.lease_grant(30, None).await.unwrap().id();
 
     let mut discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
     assert_eq!(queued(&discovered), 0, "nothing registered yet");
@@ -151,7 +151,7 @@ async fn watch_reports_puts_and_deletes() {
     assert_eq!(queued(&discovered), 0);
 
     // The handle sees what the stream says.
-    let handle = discovered.handle();
+    let handle = discovered.view();
     put(&mut client, &a, 0).await;
     next(&mut discovered).await;
     assert_eq!(handle.snapshot(), vec![a]);
@@ -166,7 +166,7 @@ async fn start_fails_clearly_without_etcd_or_with_bad_input() {
     let client = etcd.client().await;
 
     let error = Discovery::new(client.clone(), "a/b")
-        .start()
+        .changes()
         .await
         .unwrap_err();
     assert!(
@@ -175,7 +175,7 @@ async fn start_fails_clearly_without_etcd_or_with_bad_input() {
     );
     let error = Discovery::new(client.clone(), "ok")
         .namespace("no-slash")
-        .start()
+        .changes()
         .await
         .unwrap_err();
     assert!(
@@ -186,7 +186,7 @@ async fn start_fails_clearly_without_etcd_or_with_bad_input() {
     etcd.kill().await;
     let started = tokio::time::timeout(
         Duration::from_secs(10),
-        Discovery::new(client, "down").start(),
+        Discovery::new(client, "down").changes(),
     )
     .await
     .expect("start fails within the connect timeout");
@@ -221,8 +221,8 @@ async fn dropping_the_stream_stops_the_task_and_the_watch() {
     let service = support::unique("dropped");
     let before = etcd_watchers(&etcd).await;
 
-    let discovered = Discovery::new(client, &service).start().await.unwrap();
-    let handle = discovered.handle();
+    let discovered = Discovery::new(client, &service).changes().await.unwrap();
+    let handle = discovered.view();
     support::wait_until(
         Duration::from_secs(10),
         "the watch to be created",

@@ -15,11 +15,11 @@ use crate::support::changes::{etcd_state, instance, next, put};
 use crate::support::proxy::Proxy;
 use crate::support::{wait_until, Etcd};
 use futures_util::Stream;
-use tonic_etcd::{Discovered, Discovery, Health, Instance};
+use tonic_etcd::{InstanceChanges, Discovery, Health, Instance};
 use tower::discover::Change;
 
 /// Every change queued in the stream, rendered as `+key@addr` / `-key`.
-async fn drain(discovered: &mut Discovered, prefix: &str) -> BTreeSet<String> {
+async fn drain(discovered: &mut InstanceChanges, prefix: &str) -> BTreeSet<String> {
     let mut shown = BTreeSet::new();
     for _ in 0..discovered.size_hint().0 {
         let line = match next(discovered).await {
@@ -54,7 +54,7 @@ async fn resume_from_a_compacted_revision_resyncs_with_a_diff() {
         .await
         .unwrap();
     let mut discovered = Discovery::new(through_proxy, &service)
-        .start()
+        .changes()
         .await
         .unwrap();
     let initial = drain(&mut discovered, &prefix).await;

@@ -10,7 +10,7 @@ use crate::support::changes::{instance, record};
 use crate::support::{wait_until, Etcd};
 use etcd_client::Client;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{Discovery, DiscoveryHandle, Health, Instance};
+use tonic_etcd::{Discovery, DiscoveryView, Health, Instance};
 
 /// Puts `instance`, retrying while the client reconnects after a restart.
 async fn put(client: &mut Client, instance: &Instance) -> String {
@@ -37,11 +37,11 @@ async fn delete(client: &mut Client, key: &str) {
     }
 }
 
-fn ids(handle: &DiscoveryHandle) -> Vec<String> {
+fn ids(handle: &DiscoveryView) -> Vec<String> {
     handle.snapshot().into_iter().map(|i| i.id).collect()
 }
 
-async fn wait_health(handle: &DiscoveryHandle, what: &str, f: fn(&Health) -> bool) {
+async fn wait_health(handle: &DiscoveryView, what: &str, f: fn(&Health) -> bool) {
     let health = handle.health();
     wait_until(Duration::from_secs(15), what, || {
         let ok = f(&health.borrow());
@@ -61,10 +61,10 @@ async fn resumes_after_etcd_is_killed_and_restarted() {
     put(&mut client, &instance(&service, "b", 2)).await;
 
     let discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     let log = record(discovered, prefix.clone());
     assert_eq!(ids(&handle), ["a", "b"]);
 
@@ -124,10 +124,10 @@ async fn converges_after_etcd_is_wiped() {
     }
 
     let discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     let log = record(discovered, prefix.clone());
     assert_eq!(ids(&handle), ["a", "b"]);
 

@@ -49,7 +49,7 @@ async fn garbage_is_skipped_and_removes_known_keys() {
     put_raw(&mut client, &good_key, good_value.clone()).await;
 
     let mut discovered = Discovery::new(client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
     assert_eq!(discovered.size_hint().0, 1, "only the valid instance");

@@ -6,10 +6,10 @@ use crate::support;
 use crate::support::changes::{instance, next, put};
 use crate::support::Etcd;
 use futures_util::Stream;
-use tonic_etcd::{Discovered, Discovery};
+use tonic_etcd::{InstanceChanges, Discovery};
 use tower::discover::Change;
 
-async fn next_key(discovered: &mut Discovered) -> String {
+async fn next_key(discovered: &mut InstanceChanges) -> String {
     match next(discovered).await {
         Change::Insert(key, _) => key,
         Change::Remove(key) => panic!("unexpected remove of {key}"),
@@ -32,9 +32,9 @@ async fn foo_never_sees_foobar() {
         .await
         .unwrap();
 
-    let mut foo_d = Discovery::new(client.clone(), &foo).start().await.unwrap();
+    let mut foo_d = Discovery::new(client.clone(), &foo).changes().await.unwrap();
     let mut foobar_d = Discovery::new(client.clone(), &foobar)
-        .start()
+        .changes()
         .await
         .unwrap();
     assert_eq!(foo_d.size_hint().0, 1);

@@ -13,7 +13,7 @@ use etcd_client::{Client, GetOptions};
 use futures_util::Stream;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::registration::MAX_ENTRY_BYTES;
-use tonic_etcd::{Discovered, Discovery, Error, Instance, Registrar};
+use tonic_etcd::{InstanceChanges, Discovery, Error, Instance, Registrar};
 use tower::discover::Change;
 
 async fn count(client: &Client, prefix: &str) -> i64 {
@@ -42,7 +42,7 @@ async fn the_api_refuses_bad_input_with_clear_typed_errors() -> Result {
             "{error}"
         );
         let error = Discovery::new(client.clone(), name)
-            .start()
+            .changes()
             .await
             .unwrap_err();
         assert!(matches!(error, Error::InvalidServiceName { .. }), "{error}");
@@ -145,7 +145,7 @@ async fn the_api_refuses_bad_input_with_clear_typed_errors() -> Result {
         );
         let error = Discovery::new(client.clone(), &service)
             .namespace(namespace)
-            .start()
+            .changes()
             .await
             .unwrap_err();
         assert!(matches!(error, Error::InvalidNamespace { .. }), "{error}");
@@ -183,7 +183,7 @@ async fn oversize_entries_are_refused_before_etcd() -> Result {
     let fits = MAX_ENTRY_BYTES - key_len - base;
     let big = good.clone().with_metadata("blob", "x".repeat(fits));
     let registration = Registrar::new(client.clone()).register(big.clone()).await?;
-    let discovered = Discovery::new(client.clone(), &service).start().await?;
+    let discovered = Discovery::new(client.clone(), &service).changes().await?;
     assert_eq!(discovered.snapshot(), vec![big]);
 
     // One byte more is refused, whatever etcd's state: with etcd down, the
@@ -278,9 +278,9 @@ async fn discovery_skips_garbage_and_keeps_every_valid_instance() -> Result {
         .await?;
     put_garbage(&mut client, &prefix, "before").await;
 
-    let mut discovered = Discovery::new(client.clone(), &service).start().await?;
+    let mut discovered = Discovery::new(client.clone(), &service).changes().await?;
     let addrs =
-        |d: &Discovered| -> Vec<String> { d.snapshot().into_iter().map(|i| i.addr).collect() };
+        |d: &InstanceChanges| -> Vec<String> { d.snapshot().into_iter().map(|i| i.addr).collect() };
     assert_eq!(addrs(&discovered), ["127.0.0.1:7401", "127.0.0.1:7402"]);
     assert_eq!(discovered.size_hint().0, 2, "one insert per valid instance");
     next(&mut discovered).await;
@@ -346,7 +346,7 @@ async fn discovery_skips_garbage_and_keeps_every_valid_instance() -> Result {
     assert!(discovered.health().borrow().is_connected());
 
     // A discovery started now, on the same mess, agrees.
-    let fresh = Discovery::new(client.clone(), &service).start().await?;
+    let fresh = Discovery::new(client.clone(), &service).changes().await?;
     assert_eq!(fresh.snapshot(), discovered.snapshot());
 
     for registration in [a, b, c, neighbour] {

@@ -64,8 +64,8 @@ async fn churn_of_200_instances_converges_exactly() -> Result {
         before.insert(n, registrar.register(instance(&service, n)).await?);
     }
 
-    let discovered = Discovery::new(client.clone(), &service).start().await?;
-    let handle = discovered.handle();
+    let discovered = Discovery::new(client.clone(), &service).changes().await?;
+    let handle = discovered.view();
     let log: Arc<Mutex<Vec<Change<String, Instance>>>> = Arc::default();
     {
         let log = log.clone();

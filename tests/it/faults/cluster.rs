@@ -135,11 +135,11 @@ async fn leader_and_follower_faults_lose_nothing() -> Result {
     };
 
     let discovered = Discovery::new(cluster.client().await, &service)
-        .start()
+        .changes()
         .await?;
-    let handle = discovered.handle();
+    let handle = discovered.view();
     assert_eq!(handle.snapshot().len(), 3);
-    let channel = balance::channel(discovered, tonic_etcd::endpoint::default_endpoint);
+    let channel = balance::tonic_channel(discovered, tonic_etcd::endpoint::default_endpoint);
 
     // Sample the discovered set every 5 ms during the faults.
     let stop = Arc::new(AtomicBool::new(false));

@@ -39,8 +39,8 @@ async fn etcd_down_past_the_ttl_then_back_with_its_data() -> Result {
         .collect();
     let c = registrations.pop().unwrap();
 
-    let discovered = Discovery::new(client.clone(), &service).start().await?;
-    let handle = discovered.handle();
+    let discovered = Discovery::new(client.clone(), &service).changes().await?;
+    let handle = discovered.view();
     let log = record(discovered, prefix.clone());
     let ids = || -> Vec<String> { handle.snapshot().into_iter().map(|i| i.id).collect() };
     assert_eq!(ids(), ["a", "b", "c"]);

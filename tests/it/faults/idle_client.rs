@@ -17,7 +17,7 @@ use crate::support::{wait_until, Etcd, Result};
 use etcd_client::Client;
 use tonic::transport::Channel;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{balance, Balancer, Discovery, DiscoveryHandle, Instance, Policy};
+use tonic_etcd::{balance, Balancer, Discovery, DiscoveryView, Instance, Policy};
 
 /// How long the client stays idle before its next requests: long enough for
 /// tonic's connections to settle, well under any keepalive timeout.
@@ -43,18 +43,18 @@ enum Kind {
 }
 
 impl Side {
-    async fn new(kind: Kind, client: &Client, service: &str) -> (Side, DiscoveryHandle) {
+    async fn new(kind: Kind, client: &Client, service: &str) -> (Side, DiscoveryView) {
         let discovered = Discovery::new(client.clone(), service)
-            .start()
+            .changes()
             .await
             .unwrap();
-        let handle = discovered.handle();
+        let handle = discovered.view();
         let client = match kind {
-            Kind::Tonic => Side::Tonic(balance::channel(
+            Kind::Tonic => Side::Tonic(balance::tonic_channel(
                 discovered,
                 tonic_etcd::endpoint::default_endpoint,
             )),
-            Kind::Balancer => Side::Balancer(Balancer::new(discovered, Policy::RoundRobin)),
+            Kind::Balancer => Side::Balancer(Balancer::builder(Policy::RoundRobin).build(discovered)),
         };
         (client, handle)
     }
@@ -72,7 +72,7 @@ async fn send(side: &Side, n: usize) {
 }
 
 /// Waits until discovery reports exactly the instances with these ids.
-async fn discovered(handle: &DiscoveryHandle, ids: &[&str]) {
+async fn discovered(handle: &DiscoveryView, ids: &[&str]) {
     let mut want: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
     want.sort();
     wait_until(

@@ -57,8 +57,8 @@ async fn etcdctl_del_put_and_lease_revoke_are_undone() -> Result {
     let key = registration.key().to_owned();
 
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut discovered = Discovery::new(client.clone(), &service).start().await?;
-    let handle = discovered.handle();
+    let mut discovered = Discovery::new(client.clone(), &service).changes().await?;
+    let handle = discovered.view();
     {
         let log = log.clone();
         tokio::spawn(async move {

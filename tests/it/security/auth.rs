@@ -27,10 +27,10 @@ async fn the_limited_user_registers_and_discovers_under_its_prefix() {
         .await
         .unwrap();
     let discovered = Discovery::new(limited.connect().await.unwrap(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     assert_eq!(handle.snapshot().len(), 1);
 
     // The watch, as the limited user, sees what root writes in the prefix.
@@ -69,7 +69,7 @@ async fn the_limited_user_gets_a_clear_permission_error_elsewhere() {
         assert!(error.contains("permission denied"), "{error}");
 
         let error = Discovery::new(client.clone(), &elsewhere)
-            .start()
+            .changes()
             .await
             .expect_err("no read permission outside the prefix");
         let error = chain(&error);
@@ -109,7 +109,7 @@ async fn a_wrong_password_is_a_clear_error() {
     // Without a user, auth-enabled etcd refuses the requests themselves.
     let client = etcd.config().connect().await.unwrap();
     let error = Discovery::new(client, "any")
-        .start()
+        .changes()
         .await
         .expect_err("anonymous reads are refused");
     let error = chain(&error);
@@ -199,10 +199,10 @@ async fn secrets_appear_in_no_log_error_or_debug_output() {
         .unwrap();
     let discovery = Discovery::new(config.connect().await.unwrap(), &service);
     shown.push(format!("{registrar:?} {registration:?} {discovery:?}"));
-    let discovered = discovery.start().await.unwrap();
+    let discovered = discovery.changes().await.unwrap();
     // A few keepalive rounds, at trace level.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    shown.push(format!("{:?}", discovered.handle().snapshot()));
+    shown.push(format!("{:?}", discovered.view().snapshot()));
     let wrong = etcd
         .config()
         .user(&users.limited, format!("{}-typo", users.limited_password))

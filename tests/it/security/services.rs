@@ -64,7 +64,7 @@ async fn requests_reach_tls_servers_named_by_address_or_by_metadata() {
     put(&mut client, &named).await;
 
     let channel = Discovery::new(client, &service)
-        .balance_channel_with(tls::template(trusting(&pki)))
+        .tonic_channel_with(tls::template(trusting(&pki)))
         .await
         .unwrap();
     assert_eq!(
@@ -88,7 +88,7 @@ async fn the_config_domain_applies_when_the_metadata_names_none() {
     .await;
 
     let channel = Discovery::new(client, &service)
-        .balance_channel_with(tls::template(trusting(&pki).domain_name("greeters.test")))
+        .tonic_channel_with(tls::template(trusting(&pki).domain_name("greeters.test")))
         .await
         .unwrap();
     assert_eq!(hello(&channel).await.unwrap(), addr.to_string());
@@ -110,14 +110,14 @@ async fn mutual_tls_to_a_service() {
 
     let identity = tls::read_identity(&pki.client.cert, &pki.client.key).unwrap();
     let channel = Discovery::new(client.clone(), &service)
-        .balance_channel_with(tls::template(trusting(&pki).identity(identity)))
+        .tonic_channel_with(tls::template(trusting(&pki).identity(identity)))
         .await
         .unwrap();
     assert_eq!(hello(&channel).await.unwrap(), addr.to_string());
 
     // Without a client certificate the server refuses: an error, not a hang.
     let anonymous = Discovery::new(client, &service)
-        .balance_channel_with(tls::template(trusting(&pki)))
+        .tonic_channel_with(tls::template(trusting(&pki)))
         .await
         .unwrap();
     let status = hello(&anonymous).await.expect_err("no client certificate");
@@ -141,7 +141,7 @@ async fn a_client_that_does_not_trust_the_ca_gets_an_error_not_a_hang() {
 
     let other = Pki::new();
     let channel = Discovery::new(client, &service)
-        .balance_channel_with(tls::template(trusting(&other)))
+        .tonic_channel_with(tls::template(trusting(&other)))
         .await
         .unwrap();
     let status = hello(&channel)

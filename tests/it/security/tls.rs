@@ -23,10 +23,10 @@ async fn register_and_discover(config: EtcdConfig) {
         .unwrap();
 
     let discovered = Discovery::new(config.connect().await.unwrap(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     assert_eq!(handle.snapshot().len(), 1);
 
     // A second instance arrives through the watch, over TLS too.
@@ -86,7 +86,7 @@ async fn requests_fail(config: &EtcdConfig, limit: Duration) -> [String; 2] {
     .await
     .expect("registration fails, not hangs");
     let register_error = chain(&registration.expect_err("registration must fail"));
-    let discovery = tokio::time::timeout(limit, Discovery::new(client, "secure").start())
+    let discovery = tokio::time::timeout(limit, Discovery::new(client, "secure").changes())
         .await
         .expect("discovery fails, not hangs");
     let discover_error = chain(&discovery.expect_err("discovery must fail"));

@@ -43,10 +43,10 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
     // Its own client: after `start`, only the watch stream uses its token.
     let discovery_client = limited(&etcd, &users).connect().await.unwrap();
     let discovered = Discovery::new(discovery_client.clone(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
     let health = handle.health();
 
     // Over two token lifetimes with nothing but the keepalive and watch streams:
@@ -77,10 +77,10 @@ async fn an_expired_token_breaks_neither_keepalive_nor_watch() {
     // Unary calls with the expired token: refreshed and retried.
     registration.update(|i| i.weight = 7).await.unwrap();
     let again = Discovery::new(discovery_client, &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    assert_eq!(again.handle().snapshot().len(), 2);
+    assert_eq!(again.view().snapshot().len(), 2);
     assert_eq!(registration.lease_id(), Some(lease));
 
     registration.deregister().await.unwrap();
@@ -140,10 +140,10 @@ async fn an_expired_token_is_renewed_when_the_watch_reconnects() {
         .ca_file(&etcd.pki().ca)
         .user(&users.limited, &users.limited_password);
     let discovered = Discovery::new(through_proxy.connect().await.unwrap(), &service)
-        .start()
+        .changes()
         .await
         .unwrap();
-    let handle = discovered.handle();
+    let handle = discovered.view();
 
     let_tokens_expire().await;
     // The watch breaks; discovery opens a new one with the expired token.

@@ -1,10 +1,8 @@
-//! The API of round two: a balancer fed by any stream (a static list, with
+//! The API paths of the crate: a balancer fed by any stream (a static list, with
 //! and without an end), tonic's channel fed by one, the discovery view from
 //! the balancer, and the startup deadline of a discovery against an etcd that
 //! never answers (a frozen member, a silent listener) or refuses, and what
 //! happens without one.
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,9 +22,9 @@ use tonic_etcd::{
     Registrar, Registration,
 };
 
-use support::{wait_until, Etcd};
+use crate::support::{self, wait_until, Etcd};
 
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+use crate::support::Result;
 
 mod hello {
     tonic::include_proto!("helloworld");
