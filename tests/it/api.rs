@@ -5,142 +5,31 @@
 //! happens without one.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic::{Code, Request, Response, Status};
+use tonic::transport::Channel;
+use tonic::Code;
 use tonic_etcd::{
     balance, endpoint::default_endpoint, Balancer, Change, Discovery, Error, Instance, Policy,
-    Registrar, Registration,
 };
 
-use crate::support::{self, wait_until, Etcd};
-
-use crate::support::Result;
-
-mod hello {
-    tonic::include_proto!("helloworld");
-}
-
-use hello::greeter_client::GreeterClient;
-use hello::greeter_server::GreeterServer;
-use hello::{HelloReply, HelloRequest};
+use crate::support::balancer::{hello, register, split, Greeter};
+use crate::support::{self, wait_until, Etcd, Result};
 
 /// How much later than its deadline a start may fail on this shared machine.
 const SLACK: Duration = Duration::from_millis(1500);
 
-struct Hello {
-    addr: SocketAddr,
-    served: Arc<AtomicUsize>,
+/// The change that inserts `greeter` as an instance of `service`, keyed by
+/// its address.
+fn insert(greeter: &Greeter, service: &str) -> Change<String, Instance> {
+    let instance = Instance::new(service, greeter.addr.to_string()).unwrap();
+    Change::Insert(greeter.addr.to_string(), instance)
 }
 
-#[tonic::async_trait]
-impl hello::greeter_server::Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        self.served.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.addr),
-        }))
-    }
-}
-
-/// A greeter server on 127.0.0.1, on the test's runtime; stopped on drop.
-struct Greeter {
-    addr: SocketAddr,
-    served: Arc<AtomicUsize>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Greeter {
-    async fn start() -> Greeter {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let served = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let service = GreeterServer::new(Hello {
-            addr,
-            served: served.clone(),
-        });
-        tokio::spawn(
-            Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
-        Greeter {
-            addr,
-            served,
-            _stop: stop,
-        }
-    }
-
-    fn served(&self) -> usize {
-        self.served.load(Ordering::SeqCst)
-    }
-
-    fn instance(&self, service: &str) -> Instance {
-        Instance::new(service, self.addr.to_string()).unwrap()
-    }
-
-    /// The change that inserts this server, keyed by its address.
-    fn insert(&self, service: &str) -> Change<String, Instance> {
-        Change::Insert(self.addr.to_string(), self.instance(service))
-    }
-
-    async fn register(&self, etcd: &etcd_client::Client, service: &str) -> Registration {
-        Registrar::new(etcd.clone())
-            .ttl(Duration::from_secs(10))
-            .register(self.instance(service))
-            .await
-            .unwrap()
-    }
-}
-
-/// One SayHello through `client`: the address that answered.
-async fn hello<T>(client: &mut GreeterClient<T>) -> Result<String, Status>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: http_body::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
-{
-    let request = HelloRequest {
-        name: "round two".into(),
-    };
-    let reply = tokio::time::timeout(Duration::from_secs(5), client.say_hello(request))
-        .await
-        .map_err(|_| Status::deadline_exceeded("no answer within 5 s"))??;
-    let message = reply.into_inner().message;
-    Ok(message.rsplit(' ').next().unwrap().to_owned())
-}
-
-/// Sends `n` requests through `balancer`, one after the other; how many each
-/// address answered.
-async fn split(balancer: &Balancer, n: usize) -> BTreeMap<String, usize> {
-    let mut client = GreeterClient::new(balancer.clone());
-    let mut counts = BTreeMap::new();
-    for i in 0..n {
-        let addr = hello(&mut client)
-            .await
-            .unwrap_or_else(|status| panic!("request {i} failed: {status:?}"));
-        *counts.entry(addr).or_default() += 1;
-    }
-    counts
-}
-
+/// The keys of the balancer's endpoints, in order.
 fn keys(balancer: &Balancer) -> Vec<String> {
     balancer.endpoints().into_iter().map(|e| e.key).collect()
 }
@@ -148,12 +37,8 @@ fn keys(balancer: &Balancer) -> Vec<String> {
 #[tokio::test]
 async fn a_balancer_fed_by_a_static_list_reaches_its_servers() -> Result {
     support::init_tracing();
-    let greeters = [
-        Greeter::start().await,
-        Greeter::start().await,
-        Greeter::start().await,
-    ];
-    let list: Vec<_> = greeters.iter().map(|g| g.insert("static")).collect();
+    let greeters = [Greeter::start(), Greeter::start(), Greeter::start()];
+    let list: Vec<_> = greeters.iter().map(|g| insert(g, "static")).collect();
     // A pending tail: the list is all there is, and the stream stays open.
     let changes = stream::iter(list).chain(stream::pending());
     let balancer = Balancer::builder(Policy::RoundRobin)
@@ -177,11 +62,11 @@ async fn a_balancer_fed_by_a_static_list_reaches_its_servers() -> Result {
 #[tokio::test]
 async fn a_fed_stream_that_ends_keeps_the_last_set() -> Result {
     support::init_tracing();
-    let (a, b) = (Greeter::start().await, Greeter::start().await);
+    let (a, b) = (Greeter::start(), Greeter::start());
     // Insert a, insert b, remove a, and the end of the stream.
     let changes = stream::iter([
-        a.insert("ends"),
-        b.insert("ends"),
+        insert(&a, "ends"),
+        insert(&b, "ends"),
         Change::Remove(a.addr.to_string()),
     ]);
     let balancer = Balancer::builder(Policy::RoundRobin).build(changes);
@@ -202,7 +87,7 @@ async fn an_unnamed_balancer_with_nothing_fails_fast() -> Result {
     let balancer = Balancer::builder(Policy::RoundRobin).build(stream::pending());
     assert_eq!(balancer.service(), "");
     let started = Instant::now();
-    let status = hello(&mut GreeterClient::new(balancer)).await.unwrap_err();
+    let status = hello(&balancer).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
         status.message(),
@@ -216,13 +101,12 @@ async fn an_unnamed_balancer_with_nothing_fails_fast() -> Result {
 #[tokio::test]
 async fn tonic_channel_fed_by_a_static_list_reaches_its_servers() -> Result {
     support::init_tracing();
-    let (a, b) = (Greeter::start().await, Greeter::start().await);
-    let changes = stream::iter([a.insert("tonic"), b.insert("tonic")]).chain(stream::pending());
+    let (a, b) = (Greeter::start(), Greeter::start());
+    let changes = stream::iter([insert(&a, "tonic"), insert(&b, "tonic")]).chain(stream::pending());
     let channel: Channel = balance::tonic_channel(changes, default_endpoint);
-    let mut client = GreeterClient::new(channel);
     let mut answered = Vec::new();
     for _ in 0..20 {
-        answered.push(hello(&mut client).await?);
+        answered.push(hello(&channel).await?);
     }
     let addrs = [a.addr.to_string(), b.addr.to_string()];
     assert!(
@@ -239,13 +123,9 @@ async fn a_balancer_from_a_discovery_keeps_its_view() -> Result {
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
     let service = support::unique("view");
-    let (a, b, c) = (
-        Greeter::start().await,
-        Greeter::start().await,
-        Greeter::start().await,
-    );
-    let _ra = a.register(&client, &service).await;
-    let _rb = b.register(&client, &service).await;
+    let (a, b, c) = (Greeter::start(), Greeter::start(), Greeter::start());
+    let _ra = register(&client, &service, &a, 1).await;
+    let _rb = register(&client, &service, &b, 1).await;
 
     // The headline constructor.
     let balancer = Discovery::new(client.clone(), &service)
@@ -273,7 +153,7 @@ async fn a_balancer_from_a_discovery_keeps_its_view() -> Result {
     );
 
     // A third server: the balancers and the view follow.
-    let _rc = c.register(&client, &service).await;
+    let _rc = register(&client, &service, &c, 1).await;
     wait_until(Duration::from_secs(5), "three endpoints", || {
         let seen = balancer.endpoints().len() == 3 && named.endpoints().len() == 3;
         async move { seen }
@@ -291,13 +171,12 @@ async fn tonic_channel_from_a_discovery_reaches_its_servers() -> Result {
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
     let service = support::unique("tonic-discovery");
-    let greeter = Greeter::start().await;
-    let _registration = greeter.register(&client, &service).await;
+    let greeter = Greeter::start();
+    let _registration = register(&client, &service, &greeter, 1).await;
 
     let channel = Discovery::new(client, &service).tonic_channel().await?;
-    let mut greeter_client = GreeterClient::new(channel);
     for _ in 0..5 {
-        assert_eq!(hello(&mut greeter_client).await?, greeter.addr.to_string());
+        assert_eq!(hello(&channel).await?, greeter.addr.to_string());
     }
     assert_eq!(greeter.served(), 5);
     Ok(())

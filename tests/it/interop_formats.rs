@@ -11,7 +11,7 @@ use crate::support::kv::get;
 use crate::support::{Etcd, Result};
 use etcd_client::Client;
 use tonic_etcd::codec::{self, Codec};
-use tonic_etcd::{InstanceChanges, Discovery, Instance, Registrar};
+use tonic_etcd::{Discovery, Instance, InstanceChanges, Registrar};
 use tower::discover::Change;
 
 const TTL: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions};
 use futures_util::StreamExt;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{InstanceChanges, DiscoveryView, Instance};
+use tonic_etcd::{DiscoveryView, Instance, InstanceChanges};
 use tower::discover::Change;
 
 use super::wait_until;

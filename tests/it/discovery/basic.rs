@@ -10,7 +10,7 @@ use crate::support::Etcd;
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use futures_util::Stream;
 use tonic_etcd::codec::{Codec, Native};
-use tonic_etcd::{InstanceChanges, Discovery, Instance};
+use tonic_etcd::{Discovery, Instance, InstanceChanges};
 use tower::discover::Change;
 
 fn instance(service: &str, port: u16) -> Instance {

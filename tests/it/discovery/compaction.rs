@@ -15,7 +15,7 @@ use crate::support::changes::{etcd_state, instance, next, put};
 use crate::support::proxy::Proxy;
 use crate::support::{wait_until, Etcd};
 use futures_util::Stream;
-use tonic_etcd::{InstanceChanges, Discovery, Health, Instance};
+use tonic_etcd::{Discovery, Health, Instance, InstanceChanges};
 use tower::discover::Change;
 
 /// Every change queued in the stream, rendered as `+key@addr` / `-key`.

@@ -6,7 +6,7 @@ use crate::support;
 use crate::support::changes::{instance, next, put};
 use crate::support::Etcd;
 use futures_util::Stream;
-use tonic_etcd::{InstanceChanges, Discovery};
+use tonic_etcd::{Discovery, InstanceChanges};
 use tower::discover::Change;
 
 async fn next_key(discovered: &mut InstanceChanges) -> String {
@@ -32,7 +32,10 @@ async fn foo_never_sees_foobar() {
         .await
         .unwrap();
 
-    let mut foo_d = Discovery::new(client.clone(), &foo).changes().await.unwrap();
+    let mut foo_d = Discovery::new(client.clone(), &foo)
+        .changes()
+        .await
+        .unwrap();
     let mut foobar_d = Discovery::new(client.clone(), &foobar)
         .changes()
         .await

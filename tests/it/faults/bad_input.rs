@@ -13,7 +13,7 @@ use etcd_client::{Client, GetOptions};
 use futures_util::Stream;
 use tonic_etcd::codec::{Codec, Native};
 use tonic_etcd::registration::MAX_ENTRY_BYTES;
-use tonic_etcd::{InstanceChanges, Discovery, Error, Instance, Registrar};
+use tonic_etcd::{Discovery, Error, Instance, InstanceChanges, Registrar};
 use tower::discover::Change;
 
 async fn count(client: &Client, prefix: &str) -> i64 {

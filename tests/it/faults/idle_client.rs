@@ -54,7 +54,9 @@ impl Side {
                 discovered,
                 tonic_etcd::endpoint::default_endpoint,
             )),
-            Kind::Balancer => Side::Balancer(Balancer::builder(Policy::RoundRobin).build(discovered)),
+            Kind::Balancer => {
+                Side::Balancer(Balancer::builder(Policy::RoundRobin).build(discovered))
+            }
         };
         (client, handle)
     }
