@@ -64,3 +64,58 @@ async fn foo_never_sees_foobar() {
     assert_eq!(foobar_addrs, ["127.0.0.1:3"]);
     assert!(foo_d.snapshot().iter().all(|i| i.service == foo));
 }
+
+/// A custom codec whose default namespace ends in `/`: the native layout
+/// under `/custom/`.
+#[derive(Debug)]
+struct SlashDefault;
+
+impl tonic_etcd::Codec for SlashDefault {
+    fn name(&self) -> &'static str {
+        "slash-default"
+    }
+    fn default_namespace(&self) -> &'static str {
+        "/custom/"
+    }
+    fn key(&self, namespace: &str, instance: &tonic_etcd::Instance) -> String {
+        tonic_etcd::codec::Native.key(namespace, instance)
+    }
+    fn encode(&self, instance: &tonic_etcd::Instance) -> tonic_etcd::Result<Vec<u8>> {
+        tonic_etcd::codec::Native.encode(instance)
+    }
+    fn decode(
+        &self,
+        service: &str,
+        key: &str,
+        value: &[u8],
+    ) -> tonic_etcd::Result<tonic_etcd::Instance> {
+        tonic_etcd::codec::Native.decode(service, key, value)
+    }
+}
+
+/// Registration and discovery resolve a namespace through one rule: a codec's
+/// default namespace with a trailing `/` registers under `/custom/svc/id` (not
+/// `/custom//svc/id`), where discovery finds it.
+#[tokio::test]
+async fn a_default_namespace_ending_in_a_slash_is_found() {
+    use tonic_etcd::{Codec, Instance, Registrar};
+    support::init_tracing();
+    let etcd = Etcd::start().await;
+    let client = etcd.client().await;
+    let service = support::unique("slash");
+    let registrar = Registrar::new(client.clone()).codec(SlashDefault);
+    let instance = Instance::new(&service, "127.0.0.1:7").unwrap();
+    let key = registrar.key_of(&instance).unwrap();
+    assert_eq!(key, format!("/custom/{service}/127.0.0.1:7"));
+    assert_eq!(SlashDefault.name(), "slash-default");
+    let registration = registrar.register(instance).await.unwrap();
+
+    let mut changes = Discovery::new(client, &service)
+        .codec(SlashDefault)
+        .changes()
+        .await
+        .unwrap();
+    assert_eq!(next_key(&mut changes).await, key);
+    assert_eq!(changes.view().prefix(), format!("/custom/{service}/"));
+    registration.deregister().await.unwrap();
+}
