@@ -57,7 +57,7 @@ async fn configs(
     }];
     for (service, n) in [(one, 1), (three, 3)] {
         let channel = Discovery::new(etcd.clone(), service.as_str())
-            .balance_channel()
+            .tonic_channel()
             .await
             .unwrap();
         configs.push(Config {

@@ -155,7 +155,7 @@ pub(crate) async fn remove_latency(
     // removed server without traffic, and does the next request go there?
     let window = Duration::from_millis(100);
     let channel = Discovery::new(client.clone(), service.as_str())
-        .balance_channel()
+        .tonic_channel()
         .await
         .unwrap();
     let mut theirs = Client::channel(channel);

@@ -27,7 +27,7 @@ pub(crate) async fn slow_instance(etcd: &support::Etcd, warm: Duration, measure:
     for name in ["p2c", "round-robin", "balance_channel"] {
         let discovery = Discovery::new(client.clone(), service.as_str());
         let mut client = match name {
-            "balance_channel" => Client::channel(discovery.balance_channel().await.unwrap()),
+            "balance_channel" => Client::channel(discovery.tonic_channel().await.unwrap()),
             policy => Client::balancer(discovery.balancer(policy.parse().unwrap()).await.unwrap()),
         };
         // Not every server need be reached: p2c may rightly avoid the slow one.

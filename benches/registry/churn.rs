@@ -18,7 +18,7 @@ pub(crate) async fn churn(etcd: &support::Etcd, ops: usize, over: Duration) -> R
     let client = etcd.client().await;
     let service = support::unique("churn");
     let mut discovered = Discovery::new(client.clone(), service.as_str())
-        .start()
+        .changes()
         .await
         .unwrap();
     let registrar = Registrar::new(client.clone()).ttl(Duration::from_secs(10));

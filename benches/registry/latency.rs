@@ -51,7 +51,7 @@ pub(crate) async fn add_latency(etcd: &support::Etcd, n: usize) -> Row {
     // Ours: a Discovery of the service (its prefix excludes raw/ keys by id).
     let other = support::unique("add-ours");
     let mut discovered = Discovery::new(client.clone(), other.as_str())
-        .start()
+        .changes()
         .await
         .unwrap();
     let mut kv = client.clone();
@@ -91,7 +91,7 @@ pub(crate) async fn crash_detection(etcd: &support::Etcd, rounds: usize) -> Row 
     for _ in 0..rounds {
         let service = support::unique("crash");
         let mut discovered = Discovery::new(client.clone(), service.as_str())
-            .start()
+            .changes()
             .await
             .unwrap();
         let endpoint = etcd.endpoint();

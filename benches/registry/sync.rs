@@ -67,7 +67,7 @@ pub(crate) async fn initial_sync(etcd: &support::Etcd, n: usize) -> Row {
         let before = heap();
         let t = Instant::now();
         let mut discovered = Discovery::new(client.clone(), service.as_str())
-            .start()
+            .changes()
             .await
             .unwrap();
         let mut inserts = 0;
