@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::keepalive::{Command, Task};
-use super::{encode_checked, RegistrationState};
+use super::registrar::encode_checked;
+use super::state::RegistrationState;
+use super::task::{Command, Task};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::instance::Instance;

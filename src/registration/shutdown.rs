@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::Registration;
+use super::guard::Registration;
 
 /// A shutdown future for tonic's `serve_with_shutdown` that loses no request.
 ///

@@ -1,0 +1,27 @@
+//! [`RegistrationState`]: where a registration stands, as its task reports it.
+
+/// Where a [`Registration`](super::Registration) stands, as seen through
+/// [`Registration::state`](super::Registration::state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrationState {
+    /// The key is in etcd, bound to this lease, and the lease is kept alive.
+    Registered {
+        /// The lease that holds the key.
+        lease_id: i64,
+    },
+    /// The lease was lost or etcd cannot be reached; retrying with backoff.
+    Reconnecting {
+        /// The last error, rendered.
+        error: String,
+        /// How many attempts failed in a row.
+        attempt: u32,
+    },
+    /// Another registration of the same key took it over; this one stopped.
+    Displaced {
+        /// The lease that now holds the key.
+        by_lease: i64,
+    },
+    /// Deregistered, or the guard was dropped.
+    Deregistered,
+}

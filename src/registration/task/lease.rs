@@ -1,0 +1,143 @@
+//! Getting a lease to hold the key: the first registration (with its startup
+//! patience), later ones (after a check that no other lease took the key),
+//! and the stale leases of ours that may still hold it until a new one does.
+
+use std::time::Duration;
+
+use etcd_client::WatchOptions;
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, warn};
+
+use super::{Session, Task};
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::etcd::retry_transient;
+use crate::registration::state::RegistrationState;
+
+/// A session opened by [`Task::first_session`], handed to [`Task::run`].
+pub(in crate::registration) struct SessionHandle(pub(super) Session);
+
+impl Task {
+    /// Registers for the first time, retrying until `deadline` if one is given.
+    pub(in crate::registration) async fn first_session(
+        &mut self,
+        patience: Duration,
+    ) -> Result<SessionHandle> {
+        let deadline = Instant::now() + patience;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            match self.establish(false).await {
+                Ok(session) => {
+                    self.state.send_replace(RegistrationState::Registered {
+                        lease_id: session.lease_id,
+                    });
+                    return Ok(SessionHandle(session));
+                }
+                Err(error) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        // No key of a failed registration may outlive it.
+                        for lease in std::mem::take(&mut self.stale_leases) {
+                            self.revoke_in_background(lease);
+                        }
+                        return Err(error);
+                    }
+                    // The last attempt is made at the deadline.
+                    let delay = backoff.next_delay().min(deadline - now);
+                    warn!(key = %self.key, %error, "etcd not reachable yet, retrying");
+                    self.set_reconnecting(&error, backoff.attempts());
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Grants a lease, puts the key with it and opens the keepalive and watch
+    /// streams. `recovering` checks first that no other lease took the key.
+    pub(super) async fn establish(&mut self, recovering: bool) -> Result<Session> {
+        let key = self.key.as_str();
+        if recovering {
+            let found = self
+                .call(|mut client| async move { client.get(key, None).await })
+                .await?;
+            if let Some(kv) = found.kvs().first() {
+                let lease = kv.lease();
+                if lease != 0
+                    && !self.stale_leases.contains(&lease)
+                    && self.lease_alive(lease).await?
+                {
+                    return Err(Error::Displaced {
+                        key: self.key.clone(),
+                        by_lease: lease,
+                    });
+                }
+            }
+        }
+        let ttl = self.ttl;
+        let lease_id = self
+            .call(|mut client| async move { client.lease_grant(ttl, None).await })
+            .await?
+            .id();
+        match self.open(lease_id).await {
+            Ok(session) => {
+                // The key is on the new lease now: the old ones can go.
+                for stale in std::mem::take(&mut self.stale_leases) {
+                    self.revoke_in_background(stale);
+                }
+                Ok(session)
+            }
+            Err(error) => {
+                // The put may have landed: revoking this lease now would delete
+                // the key. Keep it with the stale ones until a lease holds it.
+                self.stale_leases.push(lease_id);
+                Err(error)
+            }
+        }
+    }
+
+    async fn lease_alive(&self, lease: i64) -> Result<bool> {
+        let resp = self
+            .call(|mut client| async move { client.lease_time_to_live(lease, None).await })
+            .await?;
+        Ok(resp.ttl() > 0)
+    }
+
+    async fn open(&self, lease_id: i64) -> Result<Session> {
+        let put = self.put(lease_id).await?;
+        let revision = put.header().map_or(0, |h| h.revision());
+        let (keeper, keepalive) = self
+            .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
+            .await?;
+        let key = self.key.as_str();
+        let watch = self
+            .call(|mut client| async move {
+                let options = WatchOptions::new().with_start_revision(revision + 1);
+                client.watch(key, Some(options)).await
+            })
+            .await?;
+        info!(key = %self.key, lease_id, revision, "registered");
+        Ok(Session {
+            lease_id,
+            keeper,
+            keepalive,
+            watch,
+        })
+    }
+
+    /// Revokes a lease of ours that no longer holds the key, without waiting.
+    pub(super) fn revoke_in_background(&self, lease_id: i64) {
+        let client = self.client.clone();
+        let limit = self.request_timeout();
+        tokio::spawn(async move {
+            let revoke = retry_transient(|| {
+                let mut client = client.clone();
+                async move { client.lease_revoke(lease_id).await }
+            });
+            match timeout(limit, revoke).await {
+                Ok(Ok(_)) => debug!(lease_id, "revoked stale lease"),
+                Ok(Err(error)) => debug!(lease_id, %error, "stale lease not revoked"),
+                Err(_) => debug!(lease_id, "stale lease revoke timed out"),
+            }
+        });
+    }
+}
