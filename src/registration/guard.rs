@@ -89,10 +89,12 @@ impl Registration {
     /// # Ok(()) }
     /// ```
     ///
-    /// Fails with a validation error, leaving everything as it was; or with the
-    /// etcd error if the value could not be written now, in which case the new
-    /// value is kept and written when the registration recovers; or with
-    /// [`Error::Displaced`] / [`Error::Deregistered`] when the task has stopped.
+    /// Fails with a validation error, leaving everything as it was; or with
+    /// [`Error::UpdatePending`] if the value could not be written now (the
+    /// registration is reconnecting, or the write failed; the source says why),
+    /// in which case the new value is kept and written when the registration
+    /// recovers; or with [`Error::Displaced`] / [`Error::Deregistered`] when
+    /// the task has stopped.
     pub async fn update(&self, change: impl FnOnce(&mut Instance)) -> Result<()> {
         let mut instance = self.instance();
         let (service, id) = (instance.service.clone(), instance.id.clone());

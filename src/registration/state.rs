@@ -12,7 +12,7 @@ pub enum RegistrationState {
     },
     /// The lease was lost or etcd cannot be reached; retrying with backoff.
     Reconnecting {
-        /// The last error, rendered.
+        /// What went wrong last, with its causes: `error: cause: root cause`.
         error: String,
         /// How many attempts failed in a row.
         attempt: u32,

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::Task;
-use crate::error::Result;
+use crate::error::{Chain, Result};
 use crate::etcd::status::{fault_of, Fault};
 use crate::registration::state::RegistrationState;
 
@@ -81,7 +81,7 @@ impl Task {
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),
             Err(error) => {
-                warn!(key = %self.key, %error, "deregistration incomplete; the key expires with its lease")
+                warn!(key = %self.key, error = %Chain(error), "deregistration incomplete; the key expires with its lease")
             }
         }
         self.state.send_replace(RegistrationState::Deregistered);

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Command, Outcome, Session, Task};
-use crate::error::Error;
+use super::outcome::{LeaseLoss, Outcome};
+use super::{Command, Session, Task};
 
 impl Task {
     /// Keeps one session alive until something ends it.
@@ -29,7 +29,7 @@ impl Task {
             tokio::select! {
                 _ = ticks.tick() => {
                     if last_answer.elapsed() >= self.ttl() {
-                        return Outcome::Lost(Error::Timeout(self.ttl()));
+                        return Outcome::Lost(LeaseLoss::Unanswered(self.ttl()));
                     }
                     if let Err(error) = session.keeper.keep_alive().await {
                         return Outcome::Lost(error.into());
@@ -40,14 +40,15 @@ impl Task {
                         last_answer = Instant::now();
                         debug!(key = %self.key, lease_id, ttl = resp.ttl(), "keepalive ok");
                     }
-                    Ok(Some(_)) => return Outcome::Lost(lease_gone("lease expired or revoked (TTL 0)")),
-                    Ok(None) => return Outcome::Lost(lease_gone("keepalive stream closed")),
+                    Ok(Some(_)) => return Outcome::Lost(LeaseLoss::Expired),
+                    Ok(None) => return Outcome::Lost(LeaseLoss::KeepAliveClosed),
                     Err(error) => return Outcome::Lost(error.into()),
                 },
                 event = session.watch.message() => match event {
                     Ok(Some(resp)) => {
                         if resp.canceled() {
-                            return Outcome::Lost(lease_gone("watch of own key canceled"));
+                            let reason = resp.cancel_reason().to_owned();
+                            return Outcome::Lost(LeaseLoss::WatchCanceled(reason));
                         }
                         for event in resp.events() {
                             let Some(kv) = event.kv() else { continue };
@@ -55,7 +56,7 @@ impl Task {
                                 EventType::Delete => {
                                     warn!(key = %self.key, lease_id, "key deleted while the lease lives, putting it back");
                                     if let Err(error) = self.put(lease_id).await {
-                                        return Outcome::Lost(error);
+                                        return Outcome::Lost(LeaseLoss::Failed(error));
                                     }
                                 }
                                 EventType::Put if kv.lease() == 0 => {
@@ -64,7 +65,7 @@ impl Task {
                                     // test value). Ours is the live instance.
                                     warn!(key = %self.key, lease_id, "key overwritten without a lease, putting ours back");
                                     if let Err(error) = self.put(lease_id).await {
-                                        return Outcome::Lost(error);
+                                        return Outcome::Lost(LeaseLoss::Failed(error));
                                     }
                                 }
                                 EventType::Put if kv.lease() != lease_id => {
@@ -74,7 +75,7 @@ impl Task {
                             }
                         }
                     }
-                    Ok(None) => return Outcome::Lost(lease_gone("watch of own key closed")),
+                    Ok(None) => return Outcome::Lost(LeaseLoss::WatchClosed),
                     Err(error) => return Outcome::Lost(error.into()),
                 },
                 command = commands.recv() => match command {
@@ -111,10 +112,6 @@ fn on_grid(at: Instant, period: Duration) -> Instant {
         (epoch - at).as_nanos() % step
     };
     at + Duration::from_nanos(late as u64)
-}
-
-pub(super) fn lease_gone(why: &str) -> Error {
-    Error::Etcd(etcd_client::Error::LeaseKeepAliveError(why.to_owned()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{Session, Task};
 use crate::backoff::Backoff;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Result};
 use crate::etcd::retry_transient;
 use crate::registration::state::RegistrationState;
 
@@ -26,7 +26,7 @@ impl Task {
         let deadline = Instant::now() + patience;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         loop {
-            match self.establish(false).await {
+            match self.establish().await {
                 Ok(session) => {
                     self.state.send_replace(RegistrationState::Registered {
                         lease_id: session.lease_id,
@@ -44,35 +44,33 @@ impl Task {
                     }
                     // The last attempt is made at the deadline.
                     let delay = backoff.next_delay().min(deadline - now);
-                    warn!(key = %self.key, %error, "etcd not reachable yet, retrying");
-                    self.set_reconnecting(&error, backoff.attempts());
+                    warn!(key = %self.key, error = %Chain(&error), "etcd not reachable yet, retrying");
+                    self.set_reconnecting(Chain(&error), backoff.attempts());
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    /// Grants a lease, puts the key with it and opens the keepalive and watch
-    /// streams. `recovering` checks first that no other lease took the key.
-    pub(super) async fn establish(&mut self, recovering: bool) -> Result<Session> {
+    /// The live lease, not one of ours, that holds the key now, if any: a newer
+    /// registration of the same key took over while ours was lost.
+    pub(super) async fn taken_by(&self) -> Result<Option<i64>> {
         let key = self.key.as_str();
-        if recovering {
-            let found = self
-                .call(|mut client| async move { client.get(key, None).await })
-                .await?;
-            if let Some(kv) = found.kvs().first() {
-                let lease = kv.lease();
-                if lease != 0
-                    && !self.stale_leases.contains(&lease)
-                    && self.lease_alive(lease).await?
-                {
-                    return Err(Error::Displaced {
-                        key: self.key.clone(),
-                        by_lease: lease,
-                    });
-                }
-            }
+        let found = self
+            .call(|mut client| async move { client.get(key, None).await })
+            .await?;
+        let Some(lease) = found.kvs().first().map(|kv| kv.lease()) else {
+            return Ok(None);
+        };
+        if lease == 0 || self.stale_leases.contains(&lease) {
+            return Ok(None);
         }
+        Ok(self.lease_alive(lease).await?.then_some(lease))
+    }
+
+    /// Grants a lease, puts the key with it and opens the keepalive and watch
+    /// streams.
+    pub(super) async fn establish(&mut self) -> Result<Session> {
         let ttl = self.ttl;
         let lease_id = self
             .call(|mut client| async move { client.lease_grant(ttl, None).await })

@@ -7,6 +7,7 @@
 //!   sessions), and the stale leases that may still hold the key;
 //! - `hold`: one session's loop: keepalives on a timer grid, the watch of the
 //!   own key, commands;
+//! - `outcome`: how a session ends, and why a lease was lost;
 //! - `update`: writing a changed instance, now or on recovery;
 //! - `displaced`: giving way to a newer registration of the same key;
 //! - `deregister`: the two ways to delete the key and revoke the leases.
@@ -15,8 +16,10 @@ mod deregister;
 mod displaced;
 mod hold;
 mod lease;
+mod outcome;
 mod update;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +31,12 @@ use tracing::warn;
 use super::state::RegistrationState;
 use crate::backoff::Backoff;
 use crate::codec::Codec;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::etcd::retry_transient;
 use crate::instance::Instance;
 
 pub(super) use lease::SessionHandle;
+use outcome::Outcome;
 
 /// What the guard asks of its task.
 #[derive(Debug)]
@@ -53,16 +57,6 @@ struct Session {
     keeper: LeaseKeeper,
     keepalive: LeaseKeepAliveStream,
     watch: WatchStream,
-}
-
-/// Why [`Task::hold`] returned.
-enum Outcome {
-    /// The lease is gone or the connection broke: register again.
-    Lost(Error),
-    /// Another lease holds our key now.
-    Displaced(i64),
-    /// Deregister (with a reply) or guard dropped (without one).
-    Stop(Option<oneshot::Sender<Result<()>>>),
 }
 
 /// The registration's task state.
@@ -161,9 +155,10 @@ impl Task {
         .await
     }
 
-    fn set_reconnecting(&self, error: &Error, attempt: u32) {
+    /// Reports `why` (an error's chain, or a lease loss) as `Reconnecting`.
+    fn set_reconnecting(&self, why: impl fmt::Display, attempt: u32) {
         self.state.send_replace(RegistrationState::Reconnecting {
-            error: error.to_string(),
+            error: why.to_string(),
             attempt,
         });
     }
@@ -174,18 +169,23 @@ impl Task {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             let Some(current) = session.take() else {
-                match self.establish(true).await {
+                let attempt = match self.taken_by().await {
+                    Ok(Some(by_lease)) => {
+                        self.displaced(by_lease, None, &mut commands).await;
+                        return;
+                    }
+                    Ok(None) => self.establish().await,
+                    Err(error) => Err(error),
+                };
+                match attempt {
                     Ok(new) => {
                         backoff.reset();
                         session = Some(new);
                     }
-                    Err(Error::Displaced { by_lease, .. }) => {
-                        self.displaced(by_lease, None, &mut commands).await;
-                        return;
-                    }
                     Err(error) => {
-                        warn!(key = %self.key, %error, attempt = backoff.attempts() + 1, "re-registration failed");
-                        self.set_reconnecting(&error, backoff.attempts() + 1);
+                        let attempt = backoff.attempts() + 1;
+                        warn!(key = %self.key, error = %Chain(&error), attempt, "re-registration failed");
+                        self.set_reconnecting(Chain(&error), attempt);
                         let delay = backoff.next_delay();
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
@@ -211,9 +211,9 @@ impl Task {
             self.state
                 .send_replace(RegistrationState::Registered { lease_id });
             match self.hold(current, &mut commands).await {
-                Outcome::Lost(error) => {
-                    warn!(key = %self.key, lease_id, %error, "lease lost, registering again");
-                    self.set_reconnecting(&error, 0);
+                Outcome::Lost(loss) => {
+                    warn!(key = %self.key, lease_id, reason = %loss, "lease lost, registering again");
+                    self.set_reconnecting(&loss, 0);
                     self.stale_leases.push(lease_id);
                 }
                 Outcome::Displaced(by_lease) => {

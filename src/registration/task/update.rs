@@ -2,11 +2,11 @@
 //! is held, or kept and written by the next session while reconnecting.
 
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::hold::lease_gone;
-use super::{Outcome, Task};
-use crate::error::{Error, Result};
+use super::outcome::{LeaseLoss, Outcome};
+use super::Task;
+use crate::error::{Chain, Error, Result};
 use crate::instance::Instance;
 
 impl Task {
@@ -28,14 +28,15 @@ impl Task {
                 Ok(())
             }
             Err(error) => {
-                let _ = reply.send(Err(lease_gone(&format!("update not written yet: {error}"))));
-                Err(Outcome::Lost(error))
+                warn!(key = %self.key, lease_id, error = %Chain(&error), "update not written; registering again");
+                let _ = reply.send(Err(self.pending(error)));
+                Err(Outcome::Lost(LeaseLoss::UpdateNotWritten))
             }
         }
     }
 
-    /// Keeps the new value for the next session and replies with `error`,
-    /// why there is no session now.
+    /// Keeps the new value for the next session and replies that it is
+    /// pending, because of `error`: why there is no session now.
     pub(super) fn keep_update(
         &mut self,
         instance: Instance,
@@ -45,6 +46,13 @@ impl Task {
     ) {
         self.instance = instance;
         self.value = value;
-        let _ = reply.send(Err(error));
+        let _ = reply.send(Err(self.pending(error)));
+    }
+
+    fn pending(&self, error: Error) -> Error {
+        Error::UpdatePending {
+            key: self.key.clone(),
+            source: Box::new(error),
+        }
     }
 }
