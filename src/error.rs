@@ -32,7 +32,7 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// An instance id is empty or contains whitespace or a control character.
+    /// An instance id is empty or contains `/`, whitespace or a control character.
     #[error("invalid instance id {id:?}: {reason}")]
     InvalidId {
         /// The id that was refused.

@@ -12,6 +12,9 @@ use crate::codec::{resolve_namespace, Codec, Native};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 
+/// The longest lease TTL etcd accepts, in seconds (`MaxLeaseTTL`).
+const MAX_TTL_SECS: i64 = 9_000_000_000;
+
 /// The largest key plus value accepted, a little under etcd's default request
 /// limit of 1.5 MiB (`--max-request-bytes`), leaving room for the request framing.
 pub const MAX_ENTRY_BYTES: usize = 1_500_000;
@@ -68,11 +71,17 @@ impl Registrar {
         }
     }
 
-    /// Sets the lease TTL, rounded up to whole seconds, at least one second.
-    /// Defaults to 10 s.
+    /// Sets the lease TTL: whole seconds, at least one. Defaults to 10 s.
     ///
     /// A crashed server's key disappears at most this long after its last
     /// keepalive. The keepalive runs every TTL/3.
+    ///
+    /// etcd grants leases in whole seconds, so [`register`](Registrar::register)
+    /// refuses a TTL under one second or with a fraction (`1500ms`) with
+    /// [`Error::InvalidTtl`], before anything is written. etcd also raises a
+    /// TTL below its own minimum (1.5 × its election timeout, rounded up: 2 s
+    /// with etcd's default election timeout of 1 s); `register` then logs a
+    /// warning naming both TTLs, and the key outlives a crash by the granted one.
     ///
     /// ```
     /// # fn f(client: tonic_etcd::etcd_client::Client) {
@@ -138,33 +147,47 @@ impl Registrar {
         resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())
     }
 
+    /// The TTL in whole seconds, as etcd grants leases.
     fn ttl_secs(&self) -> Result<i64> {
-        if self.ttl.is_zero() {
-            return Err(Error::InvalidTtl {
-                ttl: self.ttl,
-                reason: "must be at least one second",
-            });
+        let refuse = |reason| Error::InvalidTtl {
+            ttl: self.ttl,
+            reason,
+        };
+        if self.ttl < Duration::from_secs(1) {
+            return Err(refuse("must be at least one second"));
         }
-        let mut secs = self.ttl.as_secs();
-        if self.ttl.subsec_nanos() > 0 {
-            secs += 1;
+        if self.ttl.subsec_nanos() != 0 {
+            return Err(refuse("must be whole seconds, as etcd grants leases"));
         }
-        i64::try_from(secs)
+        i64::try_from(self.ttl.as_secs())
             .ok()
-            .filter(|s| *s <= 9_000_000_000)
-            .ok_or(Error::InvalidTtl {
-                ttl: self.ttl,
-                reason: "too long for an etcd lease",
-            })
+            .filter(|secs| *secs <= MAX_TTL_SECS)
+            .ok_or(refuse("too long for an etcd lease"))
     }
 
     /// Validates `instance`, grants a lease, writes the key with it and starts the
     /// keepalive task. Returns once the key is in etcd.
     ///
-    /// Fails with a validation error (bad name, address, weight, namespace, TTL,
-    /// or an entry over [`MAX_ENTRY_BYTES`]) before anything is written, or with
-    /// the etcd error if etcd cannot be reached (after retrying for
+    /// Fails with a validation error (any that [`Instance::validate`] finds, a
+    /// bad namespace or [`ttl`](Registrar::ttl), or an entry over
+    /// [`MAX_ENTRY_BYTES`]) before anything is written, or with the etcd error
+    /// if etcd cannot be reached (after retrying for
     /// [`startup_timeout`](Registrar::startup_timeout), if set).
+    ///
+    /// Keep the returned guard for as long as the server serves: see
+    /// [`Registration`] for what dropping it does, and
+    /// [`Registration::deregister_on`] for the graceful stop of a tonic server.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: tonic_etcd::etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{Instance, Registrar};
+    ///
+    /// let registration = Registrar::new(etcd)
+    ///     .register(Instance::new("helloworld", "10.0.0.7:50051")?.with_weight(3))
+    ///     .await?;
+    /// assert_eq!(registration.key(), "/services/helloworld/10.0.0.7:50051");
+    /// # registration.deregister().await }
+    /// ```
     pub async fn register(&self, instance: Instance) -> Result<Registration> {
         instance.validate()?;
         let ttl = self.ttl_secs()?;
@@ -207,20 +230,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ttl_rounds_up_and_refuses_zero() {
+    async fn ttl_is_whole_seconds_at_least_one() {
         let r = registrar().await;
-        assert_eq!(
-            r.clone()
-                .ttl(Duration::from_millis(1500))
-                .ttl_secs()
-                .unwrap(),
-            2
-        );
+        assert_eq!(r.clone().ttl(Duration::from_secs(1)).ttl_secs().unwrap(), 1);
         assert_eq!(r.clone().ttl(Duration::from_secs(3)).ttl_secs().unwrap(), 3);
-        assert!(matches!(
-            r.ttl(Duration::ZERO).ttl_secs(),
-            Err(Error::InvalidTtl { .. })
-        ));
+        let refused = [
+            (Duration::ZERO, "at least one second"),
+            (Duration::from_millis(500), "at least one second"),
+            (Duration::from_millis(999), "at least one second"),
+            (Duration::from_millis(1500), "whole seconds"),
+            (Duration::from_nanos(2_000_000_001), "whole seconds"),
+            (Duration::from_secs(9_000_000_001), "too long"),
+        ];
+        for (ttl, why) in refused {
+            match r.clone().ttl(ttl).ttl_secs() {
+                Err(Error::InvalidTtl { ttl: t, reason }) => {
+                    assert_eq!(t, ttl);
+                    assert!(reason.contains(why), "{ttl:?}: {reason}");
+                }
+                other => panic!("{ttl:?}: {other:?}"),
+            }
+        }
+        // Refused by register, before anything is sent to etcd.
+        let i = Instance::new("helloworld", "127.0.0.1:1").unwrap();
+        let error = r
+            .ttl(Duration::from_millis(1500))
+            .register(i)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidTtl { .. }), "{error}");
+        assert!(error.to_string().contains("1.5s"), "{error}");
     }
 
     #[tokio::test]
@@ -244,6 +283,8 @@ mod tests {
         let i = Instance::new("helloworld", "127.0.0.1:1").unwrap();
         let err = r.register(i.clone().with_weight(0)).await.unwrap_err();
         assert!(matches!(err, Error::InvalidWeight { .. }), "{err}");
+        let err = r.register(i.clone().with_id("a/b")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidId { .. }), "{err}");
         let big = i.with_metadata("blob", "x".repeat(MAX_ENTRY_BYTES));
         let err = r.register(big).await.unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");

@@ -72,10 +72,11 @@ impl Task {
     /// streams.
     pub(super) async fn establish(&mut self) -> Result<Session> {
         let ttl = self.ttl;
-        let lease_id = self
+        let lease = self
             .call(|mut client| async move { client.lease_grant(ttl, None).await })
-            .await?
-            .id();
+            .await?;
+        warn_if_raised(&self.key, ttl, lease.ttl());
+        let lease_id = lease.id();
         match self.open(lease_id).await {
             Ok(session) => {
                 // The key is on the new lease now: the old ones can go.
@@ -137,5 +138,66 @@ impl Task {
                 Err(_) => debug!(lease_id, "stale lease revoke timed out"),
             }
         });
+    }
+}
+
+/// etcd raises a TTL below its minimum (1.5 × its election timeout, in whole
+/// seconds) without an error: say so, as a crashed server's key then outlives
+/// it by the granted TTL, not the one asked for.
+fn warn_if_raised(key: &str, asked: i64, granted: i64) {
+    if granted != asked {
+        warn!(
+            %key,
+            asked_ttl = asked,
+            granted_ttl = granted,
+            "etcd granted a lease TTL other than the one asked for \
+             (its minimum TTL depends on its election timeout)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What a `fmt` subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(f: impl FnOnce()) -> String {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = logs.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_raised_ttl_is_a_warning_naming_both() {
+        let text = logged(|| warn_if_raised("/services/a/1", 1, 2));
+        assert!(text.contains("WARN"), "{text}");
+        assert!(
+            text.contains("asked_ttl=1") && text.contains("granted_ttl=2"),
+            "{text}"
+        );
+        assert!(text.contains("/services/a/1"), "{text}");
+        assert_eq!(logged(|| warn_if_raised("/services/a/1", 3, 3)), "");
     }
 }
