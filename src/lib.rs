@@ -90,6 +90,7 @@ pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
 pub use error::{Error, Result};
 pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
+pub use registration::shutdown_signal;
 pub use registration::{Registrar, Registration, RegistrationState};
 
 /// Re-export of the etcd client this crate is built on.

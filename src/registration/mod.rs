@@ -20,11 +20,17 @@
 //!   over: this one reports [`RegistrationState::Displaced`] and stops re-putting.
 //!
 //! [`Registration::deregister`] stops that task first, then deletes the key (only
-//! if it is still ours) and revokes the lease. Dropping the guard only signals the
-//! task, which then does the same on a best-effort basis; a crashed process leaves
+//! if it is still ours) and revokes the lease. For a graceful stop of a tonic
+//! server, [`Registration::deregister_on`] does the same when a signal such as
+//! [`shutdown_signal`] fires, then waits a drain period, as a shutdown future for
+//! `serve_with_shutdown`. Keep the guard while serving: see [`Registration`] for
+//! what dropping it does (on a multi-thread runtime it deregisters on the spot;
+//! elsewhere the key may outlive the process by a TTL); a crashed process leaves
 //! its key to expire with the lease.
 //!
-//! For a graceful stop of a tonic server, see [`shutdown_after`].
+//! Files: `registrar.rs` (the builder and the checks before anything is
+//! written), `guard.rs` (the guard and its `Drop`), `shutdown.rs`, `state.rs`,
+//! and `task/`, the background task split by concern.
 
 mod guard;
 mod registrar;
@@ -34,5 +40,5 @@ mod task;
 
 pub use guard::Registration;
 pub use registrar::{Registrar, MAX_ENTRY_BYTES};
-pub use shutdown::shutdown_after;
+pub use shutdown::shutdown_signal;
 pub use state::RegistrationState;

@@ -3,10 +3,9 @@
 //! the key with it), else a read of the holder and a conditional delete.
 
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::Task;
+use super::{Reply, Task};
 use crate::error::{Chain, Result};
 use crate::etcd::status::{fault_of, Fault};
 use crate::registration::state::RegistrationState;
@@ -14,11 +13,7 @@ use crate::registration::state::RegistrationState;
 impl Task {
     /// Deletes the key if one of our leases (`lease_id` or a stale one) still
     /// holds it, then revokes those leases.
-    pub(super) async fn finish(
-        &mut self,
-        lease_id: Option<i64>,
-        reply: Option<oneshot::Sender<Result<()>>>,
-    ) {
+    pub(super) async fn finish(&mut self, lease_id: Option<i64>, reply: Option<Reply>) {
         if let (Some(lease), true) = (lease_id, self.stale_leases.is_empty()) {
             // One lease: revoking it deletes the key in the same step if, and
             // only if, the key still carries it. One request instead of three,
@@ -77,7 +72,7 @@ impl Task {
     }
 
     /// Reports the end of a deregistration.
-    fn finished(&self, result: Result<()>, reply: Option<oneshot::Sender<Result<()>>>) {
+    fn finished(&self, result: Result<()>, reply: Option<Reply>) {
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),
             Err(error) => {
@@ -86,7 +81,7 @@ impl Task {
         }
         self.state.send_replace(RegistrationState::Deregistered);
         if let Some(reply) = reply {
-            let _ = reply.send(result);
+            reply.send(result);
         }
     }
 }

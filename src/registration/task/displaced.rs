@@ -35,7 +35,7 @@ impl Task {
                     }));
                 }
                 Command::Deregister { reply } => {
-                    let _ = reply.send(Ok(()));
+                    reply.send(Ok(()));
                     break;
                 }
             }

@@ -48,7 +48,27 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<()>>,
     },
     /// Stop, delete the key if ours, revoke the lease.
-    Deregister { reply: oneshot::Sender<Result<()>> },
+    Deregister { reply: Reply },
+}
+
+/// Where the task sends the result of a deregistration.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// To an async caller: `deregister`, `deregister_on`.
+    Async(oneshot::Sender<Result<()>>),
+    /// To a thread blocked in the guard's `Drop`, which waits with a deadline
+    /// that does not depend on the runtime's timers.
+    Blocking(std::sync::mpsc::SyncSender<Result<()>>),
+}
+
+impl Reply {
+    /// Sends `result`; a caller that stopped waiting does not mind.
+    fn send(self, result: Result<()>) {
+        match self {
+            Self::Async(reply) => drop(reply.send(result)),
+            Self::Blocking(reply) => drop(reply.try_send(result)),
+        }
+    }
 }
 
 /// One lease and the streams that go with it.
@@ -115,7 +135,7 @@ impl Task {
         self.state.subscribe()
     }
 
-    fn ttl(&self) -> Duration {
+    pub(super) fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl as u64)
     }
 

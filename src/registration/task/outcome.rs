@@ -5,9 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use crate::error::{Chain, Error, Result};
+use super::Reply;
+use crate::error::{Chain, Error};
 
 /// Why [`Task::hold`](super::Task::hold) returned.
 pub(super) enum Outcome {
@@ -16,7 +15,7 @@ pub(super) enum Outcome {
     /// Another lease holds our key now.
     Displaced(i64),
     /// Deregister (with a reply) or guard dropped (without one).
-    Stop(Option<oneshot::Sender<Result<()>>>),
+    Stop(Option<Reply>),
 }
 
 /// Why a lease was given up. Each means "register again with a fresh lease";
