@@ -9,11 +9,18 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 use support::{wait_until, Etcd};
 use tokio::sync::oneshot;
-use tonic_etcd::{Instance, Registrar, RegistrationState};
+use tonic_etcd::{Instance, Registrar, Registration, RegistrationState};
 
 /// Long enough that only a deregistration, not the lease, removes a key
 /// within a test.
 const TTL: Duration = Duration::from_secs(30);
+
+/// A registration of a fresh service on 127.0.0.1:`port`.
+async fn register(client: &Client, port: u16) -> Registration {
+    let instance = Instance::new(support::unique("svc"), format!("127.0.0.1:{port}")).unwrap();
+    let registrar = Registrar::new(client.clone()).ttl(TTL);
+    registrar.register(instance).await.unwrap()
+}
 
 async fn exists(client: &Client, key: &str) -> bool {
     let mut client = client.clone();
@@ -91,11 +98,7 @@ async fn deregister_on_keeps_the_guard_usable_until_the_signal_then_drains() {
     support::init_tracing();
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
-    let registration = Registrar::new(client.clone())
-        .ttl(TTL)
-        .register(Instance::new(support::unique("svc"), "127.0.0.1:9302").unwrap())
-        .await
-        .unwrap();
+    let registration = register(&client, 9302).await;
     let key = registration.key().to_owned();
     let lease = registration.lease_id().unwrap();
     let drain = Duration::from_millis(700);
@@ -145,11 +148,7 @@ async fn deregister_on_keeps_the_guard_usable_until_the_signal_then_drains() {
 async fn deregister_on_after_the_guard_was_dropped_only_drains() {
     let etcd = Etcd::start().await;
     let client = etcd.client().await;
-    let registration = Registrar::new(client.clone())
-        .ttl(TTL)
-        .register(Instance::new(support::unique("svc"), "127.0.0.1:9303").unwrap())
-        .await
-        .unwrap();
+    let registration = register(&client, 9303).await;
     let key = registration.key().to_owned();
     let (fire, signal) = oneshot::channel::<()>();
     let shutdown = registration.deregister_on(

@@ -61,6 +61,13 @@ impl Registrar {
     ///
     /// Connect with [`crate::connect`] (or your own options that set
     /// `require_leader` and HTTP/2 keepalive) so that dead connections are noticed.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tonic_etcd::Result<()> {
+    /// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+    /// let registrar = tonic_etcd::Registrar::new(etcd);
+    /// # Ok(()) }
+    /// ```
     pub fn new(client: Client) -> Self {
         Self {
             client,
@@ -107,12 +114,27 @@ impl Registrar {
     }
 
     /// Sets the registry layout. Defaults to [`Native`].
+    ///
+    /// ```
+    /// # fn f(client: tonic_etcd::etcd_client::Client) {
+    /// use tonic_etcd::codec::Kratos;
+    /// let registrar = tonic_etcd::Registrar::new(client).codec(Kratos);
+    /// # }
+    /// ```
     pub fn codec(mut self, codec: impl Codec) -> Self {
         self.codec = Arc::new(codec);
         self
     }
 
-    /// Sets the registry layout from a shared codec. Defaults to [`Native`].
+    /// Sets the registry layout from a shared codec, e.g. one picked by name
+    /// with [`codec::by_name`](crate::codec::by_name). Defaults to [`Native`].
+    ///
+    /// ```
+    /// # fn f(client: tonic_etcd::etcd_client::Client) {
+    /// let codec = tonic_etcd::codec::by_name("go-zero").expect("a known format");
+    /// let registrar = tonic_etcd::Registrar::new(client).codec_arc(codec);
+    /// # }
+    /// ```
     pub fn codec_arc(mut self, codec: Arc<dyn Codec>) -> Self {
         self.codec = codec;
         self
@@ -137,7 +159,18 @@ impl Registrar {
         self
     }
 
-    /// The key `instance` would be registered under.
+    /// The key `instance` would be registered under. Fails only for a bad
+    /// [`namespace`](Registrar::namespace).
+    ///
+    /// ```
+    /// # fn f(client: tonic_etcd::etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{Instance, Registrar};
+    ///
+    /// let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+    /// let key = Registrar::new(client).key_of(&instance)?;
+    /// assert_eq!(key, "/services/helloworld/10.0.0.7:50051");
+    /// # Ok(()) }
+    /// ```
     pub fn key_of(&self, instance: &Instance) -> Result<String> {
         let namespace = self.resolved_namespace()?;
         Ok(self.codec.key(namespace, instance))

@@ -2,6 +2,22 @@
 
 /// Where a [`Registration`](super::Registration) stands, as seen through
 /// [`Registration::state`](super::Registration::state).
+///
+/// ```no_run
+/// # async fn f(registration: &tonic_etcd::Registration) {
+/// use tonic_etcd::RegistrationState;
+///
+/// match &*registration.state().borrow() {
+///     RegistrationState::Registered { lease_id } => println!("held by lease {lease_id:x}"),
+///     RegistrationState::Reconnecting { error, attempt } => {
+///         println!("reconnecting (attempt {attempt}): {error}")
+///     }
+///     RegistrationState::Displaced { by_lease } => println!("taken over by {by_lease:x}"),
+///     RegistrationState::Deregistered => println!("gone"),
+///     _ => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RegistrationState {
