@@ -1,22 +1,17 @@
-//! [`Registration`]: the guard a server holds while it is registered, and what
-//! dropping it does.
+//! [`Registration`]: the guard a server holds while it is registered, and its
+//! methods (what dropping it does is in `drop.rs`).
 
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::warn;
 
-use super::registrar::encode_checked;
+use super::limits::encode_checked;
 use super::state::RegistrationState;
 use super::task::{Command, Reply, Task};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::instance::Instance;
-
-/// How long a dropped guard may block its thread to deregister.
-const DROP_DEADLINE: Duration = Duration::from_secs(1);
 
 /// A live registration: while this guard lives, the instance stays in etcd.
 /// **Keep it for as long as the server serves.**
@@ -64,11 +59,11 @@ const DROP_DEADLINE: Duration = Duration::from_secs(1);
 /// ```
 #[must_use = "dropping a Registration deregisters the instance"]
 pub struct Registration {
-    key: String,
-    ttl: Duration,
+    pub(super) key: String,
+    pub(super) ttl: Duration,
     instance: Mutex<Instance>,
-    state: watch::Receiver<RegistrationState>,
-    commands: mpsc::Sender<Command>,
+    pub(super) state: watch::Receiver<RegistrationState>,
+    pub(super) commands: mpsc::Sender<Command>,
     codec: Arc<dyn Codec>,
 }
 
@@ -217,10 +212,6 @@ impl Registration {
         deregister(&self.commands).await
     }
 
-    pub(super) fn commands(&self) -> &mpsc::Sender<Command> {
-        &self.commands
-    }
-
     fn gone(&self) -> Error {
         match *self.state.borrow() {
             RegistrationState::Displaced { by_lease } => Error::Displaced {
@@ -231,18 +222,6 @@ impl Registration {
                 key: self.key.clone(),
             },
         }
-    }
-
-    /// Signals the task by dropping the guard's sender, and says what that
-    /// means for the key.
-    fn only_signal(&self, why: &str) {
-        warn!(
-            key = %self.key,
-            ttl = ?self.ttl,
-            "Registration dropped {why}: the key is removed only if the runtime \
-             keeps running, else it stays until its lease expires; \
-             use deregister().await or deregister_on(..)"
-        );
     }
 }
 
@@ -257,46 +236,4 @@ pub(super) async fn deregister(commands: &mpsc::Sender<Command>) -> Result<()> {
         return Ok(());
     }
     answer.await.unwrap_or(Ok(()))
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let ended = matches!(
-            *self.state.borrow(),
-            RegistrationState::Deregistered | RegistrationState::Displaced { .. }
-        );
-        if ended || self.commands.is_closed() {
-            return;
-        }
-        let flavor = Handle::try_current().map(|runtime| runtime.runtime_flavor());
-        if flavor.ok() != Some(RuntimeFlavor::MultiThread) {
-            return self.only_signal("outside a multi-thread tokio runtime");
-        }
-        // A std channel and its deadline: the wait must not depend on the
-        // runtime's timers, which stop when it shuts down.
-        let (reply, answer) = std_mpsc::sync_channel(1);
-        let command = Command::Deregister {
-            reply: Reply::Blocking(reply),
-        };
-        if self.commands.try_send(command).is_err() {
-            return self.only_signal("while its task was busy");
-        }
-        let waited = tokio::task::block_in_place(|| answer.recv_timeout(DROP_DEADLINE));
-        match waited {
-            // The task logged how it went.
-            Ok(_) => {}
-            Err(std_mpsc::RecvTimeoutError::Timeout) => warn!(
-                key = %self.key,
-                ttl = ?self.ttl,
-                "Registration dropped: deregistration not done within {DROP_DEADLINE:?}; it goes \
-                 on while the runtime runs, else the key stays until its lease expires"
-            ),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => warn!(
-                key = %self.key,
-                ttl = ?self.ttl,
-                "Registration dropped while the runtime shuts down: the key stays until its \
-                 lease expires"
-            ),
-        }
-    }
 }

@@ -28,17 +28,21 @@
 //! elsewhere the key may outlive the process by a TTL); a crashed process leaves
 //! its key to expire with the lease.
 //!
-//! Files: `registrar.rs` (the builder and the checks before anything is
-//! written), `guard.rs` (the guard and its `Drop`), `shutdown.rs`, `state.rs`,
-//! and `task/`, the background task split by concern.
+//! Files: `registrar.rs` (the builder), `limits.rs` (entry size and TTL, checked
+//! before anything is written), `guard.rs` (the guard), `drop.rs` (what dropping
+//! it does), `shutdown.rs`, `state.rs`, and `task/`, the background task split
+//! by concern.
 
+mod drop;
 mod guard;
+mod limits;
 mod registrar;
 mod shutdown;
 mod state;
 mod task;
 
 pub use guard::Registration;
-pub use registrar::{Registrar, MAX_ENTRY_BYTES};
+pub use limits::MAX_ENTRY_BYTES;
+pub use registrar::Registrar;
 pub use shutdown::shutdown_signal;
 pub use state::RegistrationState;

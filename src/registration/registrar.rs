@@ -1,5 +1,5 @@
 //! [`Registrar`]: the etcd client and the options that [`Registration`]s are
-//! made with, and the checks made before anything is written.
+//! made with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,17 +7,11 @@ use std::time::Duration;
 use etcd_client::Client;
 
 use super::guard::Registration;
+use super::limits::{encode_checked, ttl_secs};
 use super::task::Task;
 use crate::codec::{resolve_namespace, Codec, Native};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::instance::Instance;
-
-/// The longest lease TTL etcd accepts, in seconds (`MaxLeaseTTL`).
-const MAX_TTL_SECS: i64 = 9_000_000_000;
-
-/// The largest key plus value accepted, a little under etcd's default request
-/// limit of 1.5 MiB (`--max-request-bytes`), leaving room for the request framing.
-pub const MAX_ENTRY_BYTES: usize = 1_500_000;
 
 /// Builds [`Registration`]s: the etcd client plus options.
 ///
@@ -85,10 +79,11 @@ impl Registrar {
     ///
     /// etcd grants leases in whole seconds, so [`register`](Registrar::register)
     /// refuses a TTL under one second or with a fraction (`1500ms`) with
-    /// [`Error::InvalidTtl`], before anything is written. etcd also raises a
-    /// TTL below its own minimum (1.5 × its election timeout, rounded up: 2 s
-    /// with etcd's default election timeout of 1 s); `register` then logs a
-    /// warning naming both TTLs, and the key outlives a crash by the granted one.
+    /// [`Error::InvalidTtl`](crate::Error::InvalidTtl), before anything is
+    /// written. etcd also raises a TTL below its own minimum (1.5 × its
+    /// election timeout, rounded up: 2 s with etcd's default election timeout
+    /// of 1 s); `register` then logs a warning naming both TTLs, and the key
+    /// outlives a crash by the granted one.
     ///
     /// ```
     /// # fn f(client: tonic_etcd::etcd_client::Client) {
@@ -180,32 +175,14 @@ impl Registrar {
         resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())
     }
 
-    /// The TTL in whole seconds, as etcd grants leases.
-    fn ttl_secs(&self) -> Result<i64> {
-        let refuse = |reason| Error::InvalidTtl {
-            ttl: self.ttl,
-            reason,
-        };
-        if self.ttl < Duration::from_secs(1) {
-            return Err(refuse("must be at least one second"));
-        }
-        if self.ttl.subsec_nanos() != 0 {
-            return Err(refuse("must be whole seconds, as etcd grants leases"));
-        }
-        i64::try_from(self.ttl.as_secs())
-            .ok()
-            .filter(|secs| *secs <= MAX_TTL_SECS)
-            .ok_or(refuse("too long for an etcd lease"))
-    }
-
     /// Validates `instance`, grants a lease, writes the key with it and starts the
     /// keepalive task. Returns once the key is in etcd.
     ///
     /// Fails with a validation error (any that [`Instance::validate`] finds, a
     /// bad namespace or [`ttl`](Registrar::ttl), or an entry over
-    /// [`MAX_ENTRY_BYTES`]) before anything is written, or with the etcd error
-    /// if etcd cannot be reached (after retrying for
-    /// [`startup_timeout`](Registrar::startup_timeout), if set).
+    /// [`MAX_ENTRY_BYTES`](super::MAX_ENTRY_BYTES)) before anything is
+    /// written, or with the etcd error if etcd cannot be reached (after
+    /// retrying for [`startup_timeout`](Registrar::startup_timeout), if set).
     ///
     /// Keep the returned guard for as long as the server serves: see
     /// [`Registration`] for what dropping it does, and
@@ -223,7 +200,7 @@ impl Registrar {
     /// ```
     pub async fn register(&self, instance: Instance) -> Result<Registration> {
         instance.validate()?;
-        let ttl = self.ttl_secs()?;
+        let ttl = ttl_secs(self.ttl)?;
         let namespace = self.resolved_namespace()?;
         let key = self.codec.key(namespace, &instance);
         let value = encode_checked(&*self.codec, &key, &instance)?;
@@ -239,60 +216,16 @@ impl Registrar {
     }
 }
 
-/// Encodes `instance` and checks the entry fits in one etcd request.
-pub(crate) fn encode_checked(codec: &dyn Codec, key: &str, instance: &Instance) -> Result<Vec<u8>> {
-    let value = codec.encode(instance)?;
-    let size = key.len() + value.len();
-    if size > MAX_ENTRY_BYTES {
-        return Err(Error::TooLarge {
-            size,
-            limit: MAX_ENTRY_BYTES,
-        });
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+    use crate::registration::MAX_ENTRY_BYTES;
 
     async fn registrar() -> Registrar {
         // A lazy client: nothing is dialled by these tests.
         let client = Client::connect(["http://127.0.0.1:1"], None).await.unwrap();
         Registrar::new(client)
-    }
-
-    #[tokio::test]
-    async fn ttl_is_whole_seconds_at_least_one() {
-        let r = registrar().await;
-        assert_eq!(r.clone().ttl(Duration::from_secs(1)).ttl_secs().unwrap(), 1);
-        assert_eq!(r.clone().ttl(Duration::from_secs(3)).ttl_secs().unwrap(), 3);
-        let refused = [
-            (Duration::ZERO, "at least one second"),
-            (Duration::from_millis(500), "at least one second"),
-            (Duration::from_millis(999), "at least one second"),
-            (Duration::from_millis(1500), "whole seconds"),
-            (Duration::from_nanos(2_000_000_001), "whole seconds"),
-            (Duration::from_secs(9_000_000_001), "too long"),
-        ];
-        for (ttl, why) in refused {
-            match r.clone().ttl(ttl).ttl_secs() {
-                Err(Error::InvalidTtl { ttl: t, reason }) => {
-                    assert_eq!(t, ttl);
-                    assert!(reason.contains(why), "{ttl:?}: {reason}");
-                }
-                other => panic!("{ttl:?}: {other:?}"),
-            }
-        }
-        // Refused by register, before anything is sent to etcd.
-        let i = Instance::new("helloworld", "127.0.0.1:1").unwrap();
-        let error = r
-            .ttl(Duration::from_millis(1500))
-            .register(i)
-            .await
-            .unwrap_err();
-        assert!(matches!(error, Error::InvalidTtl { .. }), "{error}");
-        assert!(error.to_string().contains("1.5s"), "{error}");
     }
 
     #[tokio::test]
@@ -318,8 +251,15 @@ mod tests {
         assert!(matches!(err, Error::InvalidWeight { .. }), "{err}");
         let err = r.register(i.clone().with_id("a/b")).await.unwrap_err();
         assert!(matches!(err, Error::InvalidId { .. }), "{err}");
-        let big = i.with_metadata("blob", "x".repeat(MAX_ENTRY_BYTES));
+        let big = i.clone().with_metadata("blob", "x".repeat(MAX_ENTRY_BYTES));
         let err = r.register(big).await.unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        let err = r
+            .ttl(Duration::from_millis(1500))
+            .register(i)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidTtl { .. }), "{err}");
+        assert!(err.to_string().contains("1.5s"), "{err}");
     }
 }

@@ -96,8 +96,8 @@ impl Registration {
     {
         // Weak: the guard alone keeps the task running, so dropping it still
         // ends the registration while this future waits.
-        let commands = self.commands().downgrade();
-        let key = self.key().to_owned();
+        let commands = self.commands.downgrade();
+        let key = self.key.clone();
         async move {
             signal.await;
             match commands.upgrade() {
