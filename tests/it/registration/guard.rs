@@ -2,14 +2,15 @@
 //! multi-thread runtime, held until a `#[tokio::main]` returns, and
 //! `deregister_on` as a server's shutdown future.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use support::{wait_until, Etcd};
 use tokio::sync::oneshot;
 use tonic_etcd::{Instance, Registrar, Registration, RegistrationState};
+
+use crate::support;
+use crate::support::kv::get;
+use crate::support::{wait_until, Etcd};
 
 /// Long enough that only a deregistration, not the lease, removes a key
 /// within a test.
@@ -23,8 +24,7 @@ async fn register(client: &Client, port: u16) -> Registration {
 }
 
 async fn exists(client: &Client, key: &str) -> bool {
-    let mut client = client.clone();
-    !client.get(key, None).await.unwrap().kvs().is_empty()
+    get(client, key).await.is_some()
 }
 
 #[test]
