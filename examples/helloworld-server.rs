@@ -201,10 +201,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     args.tls
         .server(Server::builder())?
         .add_service(GreeterServer::new(Greeting { advertised }))
-        .serve_with_incoming_shutdown(
-            incoming,
-            tonic_etcd::registration::shutdown_after(stopping, registration, drain),
-        )
+        .serve_with_incoming_shutdown(incoming, registration.deregister_on(stopping, drain))
         .await?;
     eprintln!("helloworld-server: stopped");
     Ok(())
