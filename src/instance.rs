@@ -1,4 +1,6 @@
 //! [`Instance`]: one running server of a service, and its validation.
+//!
+//! (About 400 lines: a third of it is the tests of each validation rule.)
 
 use std::collections::BTreeMap;
 
