@@ -4,6 +4,14 @@ use std::fmt;
 use std::time::Duration;
 
 /// A result with the crate's [`Error`].
+///
+/// ```
+/// fn weight(text: &str) -> tonic_etcd::Result<u32> {
+///     let instance = tonic_etcd::Instance::new("helloworld", "127.0.0.1:50051")?;
+///     Ok(text.parse().unwrap_or(instance.weight))
+/// }
+/// assert_eq!(weight("x").unwrap(), 1);
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in tonic-etcd.

@@ -59,15 +59,46 @@ pub struct Instance {
 
 impl Instance {
     /// The weight of an instance that sets none.
+    ///
+    /// ```
+    /// use tonic_etcd::Instance;
+    /// let instance = Instance::new("helloworld", "127.0.0.1:50051")?;
+    /// assert_eq!(instance.weight, Instance::DEFAULT_WEIGHT);
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub const DEFAULT_WEIGHT: u32 = 1;
     /// The smallest weight accepted.
+    ///
+    /// ```
+    /// use tonic_etcd::Instance;
+    /// let instance = Instance::new("helloworld", "127.0.0.1:50051")?.with_weight(0);
+    /// assert!(instance.validate().is_err(), "below {}", Instance::MIN_WEIGHT);
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub const MIN_WEIGHT: u32 = 1;
     /// The largest weight accepted.
+    ///
+    /// ```
+    /// use tonic_etcd::Instance;
+    /// let heavy = Instance::new("helloworld", "127.0.0.1:50051")?.with_weight(Instance::MAX_WEIGHT);
+    /// assert!(heavy.validate().is_ok());
+    /// assert!(heavy.with_weight(Instance::MAX_WEIGHT + 1).validate().is_err());
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub const MAX_WEIGHT: u32 = 10_000;
 
     /// A new instance of `service` reachable at `addr`, its id being the address.
     ///
     /// Fails with [`Error::InvalidServiceName`] or [`Error::InvalidAddress`].
+    ///
+    /// ```
+    /// use tonic_etcd::Instance;
+    /// let instance = Instance::new("helloworld", "[::1]:50051")?;
+    /// assert_eq!(instance.id, "[::1]:50051");
+    /// assert!(Instance::new("hello world", "127.0.0.1:50051").is_err());
+    /// assert!(Instance::new("helloworld", "127.0.0.1").is_err(), "no port");
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn new(service: impl Into<String>, addr: impl Into<String>) -> Result<Self> {
         let service = service.into();
         let addr = addr.into();

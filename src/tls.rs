@@ -49,6 +49,14 @@ pub use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConf
 
 /// The instance metadata key naming the server's certificate (its TLS
 /// domain), used by [`endpoint`] instead of the address's host.
+///
+/// ```
+/// use tonic_etcd::{tls, Instance};
+/// let instance = Instance::new("helloworld", "10.0.0.7:50051")?
+///     .with_metadata(tls::DOMAIN_KEY, "greeter.internal");
+/// assert_eq!(instance.metadata["tls-domain"], "greeter.internal");
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
 pub const DOMAIN_KEY: &str = "tls-domain";
 
 /// The `https://` endpoint of `instance`, with `tls` (and the instance's
@@ -121,6 +129,12 @@ pub fn template(
 ///
 /// Fails with [`Error::ReadFile`] if the file cannot be read, or
 /// [`Error::Config`] if it holds no PEM block.
+///
+/// ```no_run
+/// use tonic_etcd::tls;
+/// let client_tls = tls::ClientTlsConfig::new().ca_certificate(tls::read_certificate("ca.pem")?);
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
 pub fn read_certificate(path: impl AsRef<Path>) -> Result<Certificate> {
     let pem = Pem::File(path.as_ref().to_owned()).load("certificate")?;
     Ok(Certificate::from_pem(pem))
@@ -132,6 +146,13 @@ pub fn read_certificate(path: impl AsRef<Path>) -> Result<Certificate> {
 /// Fails with [`Error::ReadFile`] if a file cannot be read, or
 /// [`Error::Config`] if one holds no PEM block. The key never appears in the
 /// error.
+///
+/// ```no_run
+/// use tonic_etcd::tls;
+/// let identity = tls::read_identity("server.pem", "server-key.pem")?;
+/// let server_tls = tls::ServerTlsConfig::new().identity(identity);
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
 pub fn read_identity(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Identity> {
     let cert = Pem::File(cert.as_ref().to_owned()).load("certificate")?;
     let key = Pem::File(key.as_ref().to_owned()).load("private key")?;

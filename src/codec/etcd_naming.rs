@@ -65,6 +65,14 @@ pub struct EtcdNaming;
 impl EtcdNaming {
     /// The metadata key under which a `Metadata` that is not a JSON object is
     /// kept, as JSON text: `raw`.
+    ///
+    /// ```
+    /// use tonic_etcd::codec::{Codec, EtcdNaming};
+    /// let value = br#"{"Op":0,"Addr":"10.0.0.7:50051","Metadata":"v1"}"#;
+    /// let instance = EtcdNaming.decode("helloworld", "helloworld/10.0.0.7:50051", value)?;
+    /// assert_eq!(instance.metadata[EtcdNaming::RAW_METADATA], r#""v1""#);
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub const RAW_METADATA: &'static str = "raw";
 }
 

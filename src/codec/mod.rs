@@ -92,6 +92,34 @@ use crate::instance::Instance;
 /// Implementations are pure functions, shared between registration and
 /// discovery. `namespace` arguments have been checked with
 /// [`Codec::validate_namespace`] and normalised (no trailing `/`).
+///
+/// A layout of your own, here the native one under another default
+/// namespace:
+///
+/// ```
+/// use tonic_etcd::codec::{Codec, Native};
+/// use tonic_etcd::{Instance, Result};
+///
+/// #[derive(Debug)]
+/// struct Mine;
+///
+/// impl Codec for Mine {
+///     fn name(&self) -> &'static str { "mine" }
+///     fn default_namespace(&self) -> &'static str { "/mine" }
+///     fn key(&self, namespace: &str, instance: &Instance) -> String {
+///         Native.key(namespace, instance)
+///     }
+///     fn encode(&self, instance: &Instance) -> Result<Vec<u8>> { Native.encode(instance) }
+///     fn decode(&self, service: &str, key: &str, value: &[u8]) -> Result<Instance> {
+///         Native.decode(service, key, value)
+///     }
+/// }
+///
+/// let instance = Instance::new("helloworld", "127.0.0.1:50051")?;
+/// assert_eq!(Mine.key("/mine", &instance), "/mine/helloworld/127.0.0.1:50051");
+/// assert_eq!(Mine.service_prefix("/mine", "helloworld"), "/mine/helloworld/");
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
 pub trait Codec: fmt::Debug + Send + Sync + 'static {
     /// The short name of the format, e.g. `native`.
     fn name(&self) -> &'static str;
@@ -134,6 +162,12 @@ pub trait Codec: fmt::Debug + Send + Sync + 'static {
 
 /// The names of every layout, as [`Codec::name`] gives them and [`by_name`]
 /// accepts: the crate's own first.
+///
+/// ```
+/// for name in tonic_etcd::codec::FORMATS {
+///     assert_eq!(tonic_etcd::codec::by_name(name).unwrap().name(), *name);
+/// }
+/// ```
 pub const FORMATS: &[&str] = &[
     "native",
     "etcd-naming",

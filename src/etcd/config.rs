@@ -88,11 +88,20 @@ impl fmt::Debug for EtcdConfig {
 
 impl EtcdConfig {
     /// Connect timeout when none is set.
+    ///
+    /// ```
+    /// assert_eq!(tonic_etcd::EtcdConfig::DEFAULT_CONNECT_TIMEOUT.as_secs(), 2);
+    /// ```
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// etcd at `endpoints`, e.g. `["https://10.0.0.1:2379", "https://10.0.0.2:2379"]`,
-    /// with the defaults of [`connect_options`](super::connect_options). The client balances over the
-    /// endpoints.
+    /// with the defaults of [`connect_options`](super::connect_options). The
+    /// client balances over the endpoints.
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379", "http://127.0.0.1:22379"]);
+    /// assert_eq!(config.endpoints().len(), 2);
+    /// ```
     pub fn new<I>(endpoints: I) -> Self
     where
         I: IntoIterator,
@@ -113,6 +122,11 @@ impl EtcdConfig {
     }
 
     /// The endpoints, as given.
+    ///
+    /// ```
+    /// let config = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"]);
+    /// assert_eq!(config.endpoints(), ["http://127.0.0.1:2379"]);
+    /// ```
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
     }
@@ -131,6 +145,12 @@ impl EtcdConfig {
     }
 
     /// Like [`ca_file`](Self::ca_file), with the PEM in memory.
+    ///
+    /// ```no_run
+    /// let ca = std::fs::read("/etc/etcd/ca.pem")?;
+    /// let config = tonic_etcd::EtcdConfig::new(["https://127.0.0.1:2379"]).ca_pem(ca);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[cfg(feature = "tls")]
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(Pem::Inline(pem.into()));
@@ -155,6 +175,14 @@ impl EtcdConfig {
 
     /// Like [`client_cert_files`](Self::client_cert_files), with the PEM in
     /// memory.
+    ///
+    /// ```no_run
+    /// let (cert, key) = (std::fs::read("client.pem")?, std::fs::read("client-key.pem")?);
+    /// let config = tonic_etcd::EtcdConfig::new(["https://127.0.0.1:2379"])
+    ///     .ca_file("ca.pem")
+    ///     .client_cert_pem(cert, key);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[cfg(feature = "tls")]
     pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
         self.identity = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
@@ -222,6 +250,13 @@ impl EtcdConfig {
     /// Fails with [`Error::Config`] for settings that cannot work together,
     /// or [`Error::ReadFile`] for a file that cannot be read. (The returned
     /// options show the password in their `Debug` output.)
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"]).options()?;
+    /// let etcd = etcd_client::Client::connect(["http://127.0.0.1:2379"], Some(options)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn options(&self) -> Result<ConnectOptions> {
         Ok(self.prepare()?.0)
     }
@@ -248,6 +283,16 @@ impl EtcdConfig {
     /// [`Error::Etcd`] if etcd cannot be reached to authenticate; with
     /// [`Error::Timeout`] if authenticating takes more than twice the connect
     /// timeout.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tonic_etcd::Result<()> {
+    /// let password = std::env::var("ETCD_PASSWORD").unwrap_or_default();
+    /// let etcd = tonic_etcd::EtcdConfig::new(["http://127.0.0.1:2379"])
+    ///     .user("greeter", password)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(&self) -> Result<Client> {
         #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let (options, check) = self.prepare()?;

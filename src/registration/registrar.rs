@@ -49,6 +49,10 @@ impl std::fmt::Debug for Registrar {
 
 impl Registrar {
     /// The TTL used when none is set.
+    ///
+    /// ```
+    /// assert_eq!(tonic_etcd::Registrar::DEFAULT_TTL.as_secs(), 10);
+    /// ```
     pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
     /// A registrar that talks to etcd through `client`.
