@@ -154,7 +154,7 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         None => {
             let changes = discovery.changes().await?;
             let view = changes.view();
-            let channel = tonic_etcd::balance::channel(changes, template);
+            let channel = tonic_etcd::balance::tonic_channel(changes, template);
             Greeter::Tonic(GreeterClient::new(channel), view)
         }
     };
