@@ -169,7 +169,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         () = &mut stop => {
             // Still waiting for etcd (--etcd-wait-ms). At worst, an attempt cut
             // short leaves a key that expires with its lease.
-            eprintln!("helloworld-server: SIGTERM or SIGINT before registering; stopped");
+            eprintln!("helloworld-server: SIGINT or SIGTERM before registering; stopped");
             return Ok(());
         }
     };
@@ -187,7 +187,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         async move {
             stop.await;
             eprintln!(
-                "helloworld-server: SIGTERM or SIGINT: deregistering {key}, draining {}ms",
+                "helloworld-server: SIGINT or SIGTERM: deregistering {key}, draining {}ms",
                 drain.as_millis()
             );
         }
