@@ -5,9 +5,8 @@
 //!   an etcd lease that a background task keeps alive, re-creates after lease loss
 //!   or an etcd restart, and removes on [`Registration::deregister`].
 //! - A client runs a [`Discovery`]: one etcd Get, then a Watch from the next
-//!   revision, turned into tower [`Change`](tower::discover::Change) events, which
-//!   feed the crate's [`Balancer`] or tonic's balanced
-//!   [`Channel`](tonic::transport::Channel).
+//!   revision, turned into tower [`Change`] events, which feed the crate's
+//!   [`Balancer`] or tonic's balanced [`Channel`](tonic::transport::Channel).
 //!
 //! # Quick start
 //!
@@ -28,35 +27,52 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Client side:
+//! Client side, one constructor per kind of client:
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use tonic_etcd::{Discovery, Policy};
 //!
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
-//! // The crate's balancer: round robin, fails fast when there is no instance.
+//!
+//! // The crate's balancer (recommended): round robin, fails fast when there
+//! // is no instance, ejects the ones it cannot reach.
 //! let balancer = Discovery::new(etcd.clone(), "helloworld")
 //!     .balancer(Policy::RoundRobin)
 //!     .await?;
-//! // let mut client = GreeterClient::new(balancer);
+//! // let mut client = GreeterClient::new(balancer.clone());
+//! let discovery = balancer.discovery().expect("fed by a discovery");
+//! println!("{} instances", discovery.snapshot().len());
 //!
-//! // Or tonic's own balanced channel, fed by the same discovery.
-//! let channel = Discovery::new(etcd, "helloworld").balance_channel().await?;
+//! // Or tonic's own balanced channel:
+//! let channel = Discovery::new(etcd.clone(), "helloworld").tonic_channel().await?;
 //! // let mut client = GreeterClient::new(channel);
+//!
+//! // Or the raw stream of changes:
+//! let changes = Discovery::new(etcd, "helloworld").changes().await?;
 //! # Ok(()) }
 //! ```
 //!
+//! Each start fails with [`Error::Timeout`] if etcd does not answer within
+//! the [startup timeout](Discovery::startup_timeout) (3 s by default).
+//!
 //! # Layout
 //!
-//! - [`instance`]: [`Instance`] and its validation.
-//! - [`codec`]: registry layouts ([`Codec`], [`Native`](codec::Native)).
-//! - [`registration`]: [`Registrar`], [`Registration`], graceful shutdown.
-//! - [`discovery`]: [`Discovery`], the [`Discovered`] stream, [`Health`].
-//! - [`balance`]: the crate's [`Balancer`] with its [`Policy`], the tonic
-//!   `balance_channel` driver, and endpoint templates.
-//! - [`EtcdConfig`]: endpoints, TLS, mutual TLS and authentication to etcd.
-//! - `tls`: TLS to the services (`https://` endpoint templates).
+//! The layers point down only: a module never uses one above it.
+//!
+//! - **Ground** (no tonic in its API): [`Error`], the crate's backoff, the etcd
+//!   connection ([`EtcdConfig`], [`connect`], what etcd's errors mean), and
+//!   [`instance`] ([`Instance`] and its validation).
+//! - **Registry** (no tonic): [`codec`] (registry layouts, [`Codec`]),
+//!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
+//!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
+//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]).
+//! - **Transport seam** (the only layer that names tonic): [`endpoint`]
+//!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
+//!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
+//!   balanced channel). An adapter for another gRPC transport belongs here.
+//! - **Outside the library**: the examples (helloworld server and client,
+//!   quick start), the `tonic-etcd` CLI, the tests, and the benches.
 //!
 //! # Feature flags
 //!
@@ -72,25 +88,44 @@
 )]
 #![forbid(unsafe_code)]
 
+// Ground.
 mod backoff;
-pub mod balance;
-pub mod codec;
-pub mod discovery;
-pub mod endpoint;
 mod error;
 mod etcd;
 pub mod instance;
+
+// Registry.
+pub mod codec;
+pub mod discovery;
 pub mod registration;
+
+// Transport seam.
+pub mod balance;
+pub mod endpoint;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use balance::{Balancer, Policy};
+pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use codec::Codec;
-pub use discovery::{Discovered, Discovery, DiscoveryHandle, Health};
+pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, Result};
 pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
 pub use registration::{Registrar, Registration, RegistrationState};
+
+/// A change of a set of instances, as a [`Discovery`] streams it and a
+/// [`Balancer`] consumes it: tower's, re-exported so that users of the plain
+/// stream need neither tower nor its features.
+///
+/// ```
+/// use tonic_etcd::{Change, Instance};
+///
+/// let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+/// let change: Change<String, Instance> = Change::Insert(instance.addr.clone(), instance);
+/// assert!(matches!(change, Change::Insert(..)));
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
+pub use tower::discover::Change;
 
 /// Re-export of the etcd client this crate is built on.
 pub use etcd_client;
@@ -103,5 +138,8 @@ const _: () = {
     assert_send_sync::<Registrar>();
     assert_send_sync::<Registration>();
     assert_send_sync::<Discovery>();
-    assert_send_sync::<DiscoveryHandle>();
+    assert_send_sync::<InstanceChanges>();
+    assert_send_sync::<DiscoveryView>();
+    assert_send_sync::<Balancer>();
+    assert_send_sync::<BalancerBuilder>();
 };

@@ -22,7 +22,7 @@
 //!     .ca_certificate(tls::read_certificate("ca.pem")?)
 //!     .timeout(Duration::from_secs(1));
 //! let channel = Discovery::new(etcd, "helloworld")
-//!     .balance_channel_with(tls::template(client_tls))
+//!     .tonic_channel_with(tls::template(client_tls))
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -92,9 +92,10 @@ pub fn endpoint(instance: &Instance, tls: &ClientTlsConfig) -> Result<Endpoint> 
 }
 
 /// An endpoint template for
-/// [`Discovery::balance_channel_with`](crate::Discovery::balance_channel_with)
-/// and [`balance::channel`](crate::balance::channel): [`endpoint`] with `tls`
-/// for every instance.
+/// [`BalancerBuilder::endpoint`](crate::BalancerBuilder::endpoint),
+/// [`Discovery::tonic_channel_with`](crate::Discovery::tonic_channel_with)
+/// and [`balance::tonic_channel`](crate::balance::tonic_channel): [`endpoint`]
+/// with `tls` for every instance.
 ///
 /// To change more settings, write the closure yourself:
 ///

@@ -1,5 +1,5 @@
-//! The task that feeds tonic's balanced channel from a discovery, coalescing
-//! changes while tonic's queue is full.
+//! The task that feeds tonic's balanced channel from a change stream,
+//! coalescing changes while tonic's queue is full.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Sender;
 use tonic::transport::channel::Change as TonicChange;
 use tonic::transport::Endpoint;
 use tower::discover::Change;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::Result;
 use crate::instance::Instance;
@@ -58,7 +58,7 @@ impl Pending {
 
 /// Reads `changes` and feeds `sender` until every receiver of `sender` is gone.
 ///
-/// Reading discovery never waits for tonic: sending waits in its own branch of
+/// Reading the stream never waits for tonic: sending waits in its own branch of
 /// the `select!`, while new changes are coalesced into [`Pending`].
 pub(crate) async fn drive<S, F>(
     mut changes: S,
@@ -79,8 +79,8 @@ pub(crate) async fn drive<S, F>(
             change = changes.next(), if discovering => match change {
                 Some(change) => pending.push(change, &sent),
                 None => {
-                    // Only if the discovery task died: keep the set as it is.
-                    warn!("discovery ended; the endpoint set will not change any more");
+                    // A static list, or a discovery whose task died.
+                    info!("the change stream ended; keeping the last set of endpoints");
                     discovering = false;
                 }
             },

@@ -1,5 +1,20 @@
-//! Load balancing over the instances of a discovery: the crate's own
-//! [`Balancer`], or tonic's balanced [`Channel`].
+//! Load balancing over a stream of instances: the crate's own [`Balancer`],
+//! or tonic's balanced [`Channel`](tonic::transport::Channel). This is the
+//! transport seam: the layer above [`discovery`](crate::discovery), and (with
+//! [`endpoint`](crate::endpoint) and `tls`) the only one that names tonic
+//! types.
+//!
+//! One headline constructor per client kind:
+//!
+//! | client | from a [`Discovery`](crate::Discovery) | from any stream of [`Change`](crate::Change)s |
+//! |---|---|---|
+//! | the crate's [`Balancer`] (recommended) | [`Discovery::balancer`](crate::Discovery::balancer) | [`Balancer::builder`]`(policy).build(stream)` |
+//! | tonic's `Channel` | [`Discovery::tonic_channel`](crate::Discovery::tonic_channel) | [`tonic_channel`]`(stream, template)` |
+//!
+//! Options go through [`Balancer::builder`] (then
+//! [`discover`](BalancerBuilder::discover) a discovery) and
+//! [`Discovery::tonic_channel_with`](crate::Discovery::tonic_channel_with)
+//! (an endpoint template).
 //!
 //! # The crate's own balancer
 //!
@@ -8,7 +23,7 @@
 //! the registry weights, or power of two choices over peak-EWMA load. It fails
 //! fast when no endpoint is ready, ejects endpoints it cannot connect to (and
 //! probes them back), retries requests that were never sent, and applies
-//! discovery changes as they come, with or without traffic. See [`Balancer`].
+//! changes as they come, with or without traffic. See [`Balancer`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,6 +32,8 @@
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
 //! let balancer = Discovery::new(etcd, "helloworld").balancer(Policy::RoundRobin).await?;
 //! // let mut client = GreeterClient::new(balancer);
+//! // Health and snapshot of the discovery that feeds it:
+//! let discovery = balancer.discovery().expect("fed by a discovery");
 //! # Ok(()) }
 //! ```
 //!
@@ -29,12 +46,12 @@
 //!
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
 //!
-//! // The defaults of `default_endpoint`:
-//! let channel = Discovery::new(etcd.clone(), "helloworld").balance_channel().await?;
+//! // The settings of `endpoint::default_endpoint`:
+//! let channel = Discovery::new(etcd.clone(), "helloworld").tonic_channel().await?;
 //!
 //! // Or your own endpoint settings, here with a per-request timeout:
 //! let channel = Discovery::new(etcd, "helloworld")
-//!     .balance_channel_with(|instance| {
+//!     .tonic_channel_with(|instance| {
 //!         Ok(endpoint::default_endpoint(instance)?.timeout(Duration::from_secs(2)))
 //!     })
 //!     .await?;
@@ -42,13 +59,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A task (the *driver*) reads the [`Discovered`] stream and sends each change
-//! to the channel. tonic applies changes only while requests flow, so an idle
+//! A task (the *driver*) reads the change stream and sends each change to the
+//! channel. tonic applies changes only while requests flow, so an idle
 //! client's change queue can fill up; the driver never waits on it while
-//! reading discovery: it keeps at most one pending change per instance (the
+//! reading the stream: it keeps at most one pending change per instance (the
 //! latest), drops removals of instances tonic never saw, and hands them over as
-//! room appears. The driver, and with it the discovery and its etcd watch,
-//! stops when every clone of the channel has been dropped.
+//! room appears. The driver, and with it the stream (a discovery and its etcd
+//! watch), stops when every clone of the channel has been dropped. A stream
+//! that ends leaves the channel with its last set of endpoints.
 //!
 //! # What tonic's balanced channel does and does not do
 //!
@@ -61,10 +79,10 @@
 //! 2. **Unreachable endpoints stay.** An instance that is registered but cannot
 //!    be reached stays in the balancer and keeps failing the requests sent to
 //!    it, until discovery removes it (when its lease expires). The short
-//!    `connect_timeout` of [`default_endpoint`] limits how long each failure
+//!    `connect_timeout` of [`default_endpoint`](crate::endpoint::default_endpoint) limits how long each failure
 //!    takes.
 //! 3. **No endpoints means waiting forever.** With no instance, a request waits
-//!    until one appears; [`Endpoint::timeout`] does not apply. Wrap calls in
+//!    until one appears; [`Endpoint::timeout`](tonic::transport::Endpoint::timeout) does not apply. Wrap calls in
 //!    [`tokio::time::timeout`] (or set a gRPC deadline and enforce it) to fail
 //!    fast.
 //! 4. **Changes apply while requests flow.** Hence the coalescing driver above.
@@ -73,77 +91,23 @@
 //!    therefore runs as long as any clone of the channel exists.
 //!
 //! Set `connect_timeout` and HTTP/2 keepalive on every endpoint (as
-//! [`default_endpoint`] does), or black-holed addresses hang requests.
+//! [`default_endpoint`](crate::endpoint::default_endpoint) does), or
+//! black-holed addresses hang requests.
+//!
+//! # Other transports
+//!
+//! tonic's development is winding down in favour of the official `grpc`
+//! crate. Below this module nothing names tonic: the discovery hands out
+//! plain [`Change`](crate::Change)s of [`Instance`](crate::Instance)s, and
+//! the balancer's picking rules and load work on plain data. An adapter for
+//! `grpc` is meant to be one more module here, next to `tonic_channel`,
+//! consuming the same stream.
 
 mod balancer;
 mod driver;
-
-use tonic::transport::{Channel, Endpoint};
-use tracing::{info_span, Instrument};
-
-use crate::discovery::{Discovered, Discovery};
-use crate::endpoint::default_endpoint;
-use crate::error::Result;
-use crate::instance::Instance;
+mod tonic_channel;
 
 pub use balancer::{
     Balancer, BalancerBuilder, EndpointStatus, ParsePolicyError, Policy, ResponseFuture,
 };
-
-/// How many changes tonic's channel queues before the driver holds them back.
-///
-/// tonic applies only the changes already queued when it routes a request, so
-/// an idle client is up to date on its next request only while its backlog fits
-/// here. The driver coalesces per key, so the backlog is at most one change per
-/// instance: this covers fleets of up to this many instances changing at once.
-const CHANGE_CAPACITY: usize = 1024;
-
-/// A tonic [`Channel`] balanced over the instances of `discovered`, each turned
-/// into an [`Endpoint`] by `template`.
-///
-/// Spawns the driver task described in the [module docs](self), so this must
-/// be called inside a tokio runtime. An instance for which `template` fails is
-/// logged (`warn!`) and left out (and an older endpoint of the same instance is
-/// removed). The driver ends, dropping `discovered` and stopping its watch,
-/// when every clone of the channel has been dropped.
-pub fn channel<F>(discovered: Discovered, template: F) -> Channel
-where
-    F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
-{
-    let (channel, sender) = Channel::balance_channel::<String>(CHANGE_CAPACITY);
-    let handle = discovered.handle();
-    let span = info_span!(parent: None, "balance_channel", service = %handle.service());
-    tokio::spawn(driver::drive(discovered, sender, template).instrument(span));
-    channel
-}
-
-impl Discovery {
-    /// Starts the discovery and returns a tonic [`Channel`] balanced over its
-    /// instances, with [`default_endpoint`]; see the [`balance`](crate::balance)
-    /// docs for what tonic's balancing does and does not do.
-    ///
-    /// Fails as [`Discovery::start`] does. Must be called inside a tokio runtime.
-    pub async fn balance_channel(self) -> Result<Channel> {
-        self.balance_channel_with(default_endpoint).await
-    }
-
-    /// Like [`balance_channel`](Self::balance_channel), with your own endpoint
-    /// template (TLS, timeouts, ...).
-    ///
-    /// ```no_run
-    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
-    /// use std::time::Duration;
-    /// use tonic_etcd::{endpoint::default_endpoint, Discovery};
-    ///
-    /// let channel = Discovery::new(etcd, "helloworld")
-    ///     .balance_channel_with(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))))
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn balance_channel_with<F>(self, template: F) -> Result<Channel>
-    where
-        F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
-    {
-        Ok(channel(self.start().await?, template))
-    }
-}
+pub use tonic_channel::tonic_channel;

@@ -1,4 +1,7 @@
 //! The layout of etcd's own Go packages `naming/endpoints` and `naming/resolver`.
+//!
+//! (Over 400 lines because half of it is the tests: golden keys and values,
+//! what Go writes, lenient metadata, bad values.)
 
 use std::collections::BTreeMap;
 

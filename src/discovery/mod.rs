@@ -1,19 +1,27 @@
-//! Client side: find the live instances of a service.
+//! Client side: find the live instances of a service. This is the registry
+//! layer: it reads etcd and knows nothing of any transport (no tonic type
+//! appears here; tower's [`Change`](tower::discover::Change) is the only
+//! outside type of its API).
 //!
-//! [`Discovery`] is a builder; [`Discovery::start`] reads the registry and
-//! returns [`Discovered`], a [`Stream`](futures_core::Stream) of tower
-//! [`Change`](tower::discover::Change)s kept up to date by a background task.
+//! - [`Discovery`] is the builder: the etcd client, the service and the
+//!   options. [`Discovery::changes`] starts it here; the
+//!   [`balance`](crate::balance) layer above adds
+//!   [`Discovery::balancer`] and [`Discovery::tonic_channel`].
+//! - [`InstanceChanges`] is the running discovery as a
+//!   [`Stream`](futures_core::Stream) of `Change<String, Instance>`s, kept up
+//!   to date by a background task; dropping it stops the task.
+//! - [`DiscoveryView`] is a cloneable view of it: snapshot, [`Health`],
+//!   service, prefix.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use futures_util::StreamExt;
-//! use tower::discover::Change;
-//! use tonic_etcd::Discovery;
+//! use tonic_etcd::{Change, Discovery};
 //!
 //! let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
-//! let mut discovered = Discovery::new(etcd, "helloworld").start().await?;
-//! println!("now: {:?}", discovered.snapshot());
-//! while let Some(change) = discovered.next().await {
+//! let mut changes = Discovery::new(etcd, "helloworld").changes().await?;
+//! println!("now: {:?}", changes.snapshot());
+//! while let Some(change) = changes.next().await {
 //!     match change {
 //!         Change::Insert(key, instance) => println!("+ {key} at {}", instance.addr),
 //!         Change::Remove(key) => println!("- {key}"),
@@ -29,8 +37,10 @@
 //! ```
 //!
 //! - **Start**: a prefix Get, in pages of 1000 keys all pinned at the revision
-//!   of the first page, gives one `Insert` per instance. If it fails,
-//!   [`start`](Discovery::start) fails: the caller decides whether to retry.
+//!   of the first page, gives one `Insert` per instance. If it fails, or
+//!   takes longer than the [startup timeout](Discovery::startup_timeout) (3 s
+//!   by default), [`changes`](Discovery::changes) fails: the caller decides
+//!   whether to retry.
 //! - **Watch** from that revision + 1, with `prev_kv`, so nothing between the
 //!   Get and the Watch is missed. A PUT with a new value is an `Insert` (a
 //!   changed value replaces the instance); an identical value is ignored. A
@@ -66,224 +76,17 @@
 //!
 //! [`Codec::identity`]: crate::Codec::identity
 
+mod builder;
+mod changes;
+mod filter;
+mod health;
+mod shared;
 mod state;
-mod stream;
+mod view;
 mod watcher;
 
-use std::sync::Arc;
-
-use etcd_client::Client;
-use tokio::sync::{mpsc, watch};
-use tracing::{info, info_span, instrument, Instrument};
-
-pub use stream::{Discovered, DiscoveryHandle};
-
-use crate::codec::{resolve_namespace, Codec, Native};
-use crate::error::Result;
-use crate::instance::{validate_service_name, Instance};
-use state::{Event, State};
-use stream::Shared;
-use watcher::Watcher;
-
-/// A predicate on discovered instances.
-pub type InstanceFilter = Arc<dyn Fn(&Instance) -> bool + Send + Sync>;
-
-/// Builder of a discovery of one service.
-///
-/// ```no_run
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use tonic_etcd::Discovery;
-///
-/// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
-/// let discovered = Discovery::new(etcd, "helloworld")
-///     .namespace("/prod")
-///     .version("1.2.0")
-///     .filter(|i| i.metadata.get("zone").is_some_and(|z| z == "a"))
-///     .start()
-///     .await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Discovery {
-    client: Client,
-    service: String,
-    namespace: Option<String>,
-    codec: Arc<dyn Codec>,
-    version: Option<String>,
-    filter: Option<InstanceFilter>,
-}
-
-impl std::fmt::Debug for Discovery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Discovery")
-            .field("service", &self.service)
-            .field("namespace", &self.namespace)
-            .field("codec", &self.codec.name())
-            .field("version", &self.version)
-            .field("filter", &self.filter.is_some())
-            .finish()
-    }
-}
-
-impl Discovery {
-    /// Discovers `service` through `client`.
-    ///
-    /// Nothing is checked or read until [`start`](Self::start).
-    pub fn new(client: Client, service: impl Into<String>) -> Self {
-        Self {
-            client,
-            service: service.into(),
-            namespace: None,
-            codec: Arc::new(Native),
-            version: None,
-            filter: None,
-        }
-    }
-
-    /// Sets the namespace (key prefix before the service name). A trailing `/`
-    /// is ignored. Defaults to the codec's own (`/services` for native).
-    ///
-    /// ```no_run
-    /// # fn f(etcd: etcd_client::Client) {
-    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").namespace("/prod");
-    /// # }
-    /// ```
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
-        self
-    }
-
-    /// Sets the registry layout. Defaults to [`Native`].
-    ///
-    /// ```no_run
-    /// # fn f(etcd: etcd_client::Client) {
-    /// use tonic_etcd::codec::Native;
-    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").codec(Native);
-    /// # }
-    /// ```
-    pub fn codec(mut self, codec: impl Codec) -> Self {
-        self.codec = Arc::new(codec);
-        self
-    }
-
-    /// Sets the registry layout from a shared codec. Defaults to [`Native`].
-    ///
-    /// ```no_run
-    /// # fn f(etcd: etcd_client::Client) {
-    /// use std::sync::Arc;
-    /// use tonic_etcd::{codec::Native, Codec};
-    /// let codec: Arc<dyn Codec> = Arc::new(Native);
-    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").codec_arc(codec);
-    /// # }
-    /// ```
-    pub fn codec_arc(mut self, codec: Arc<dyn Codec>) -> Self {
-        self.codec = codec;
-        self
-    }
-
-    /// Keeps only instances whose version equals `version`. Defaults to all.
-    ///
-    /// An instance whose version changes to another is removed.
-    ///
-    /// ```no_run
-    /// # fn f(etcd: etcd_client::Client) {
-    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").version("1.2.0");
-    /// # }
-    /// ```
-    pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.version = Some(version.into());
-        self
-    }
-
-    /// Keeps only instances for which `filter` returns true. Defaults to all.
-    ///
-    /// The filter runs on every decoded value; an instance that stops passing
-    /// it is removed. It must be cheap and must not block.
-    ///
-    /// ```no_run
-    /// # fn f(etcd: etcd_client::Client) {
-    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld")
-    ///     .filter(|i| i.metadata.get("zone").is_some_and(|z| z == "a"));
-    /// # }
-    /// ```
-    pub fn filter(mut self, filter: impl Fn(&Instance) -> bool + Send + Sync + 'static) -> Self {
-        self.filter = Some(Arc::new(filter));
-        self
-    }
-
-    /// Checks the options, reads the registry, and starts watching it.
-    ///
-    /// When this returns, the stream already holds one `Insert` per instance
-    /// found, and [`Discovered::snapshot`] lists them. The background task is
-    /// spawned on the current tokio runtime, so this must run inside one.
-    ///
-    /// Fails with [`Error::InvalidServiceName`](crate::Error::InvalidServiceName),
-    /// [`Error::InvalidNamespace`](crate::Error::InvalidNamespace), or
-    /// [`Error::Etcd`](crate::Error::Etcd) if the initial Get fails. A page of
-    /// the Get that fails on its way (a member of the cluster down or electing
-    /// a leader) is sent again up to 4 times within 300 ms first. The Get has
-    /// no deadline of its own (an unreachable etcd fails at the connect timeout
-    /// of the client); wrap the call in [`tokio::time::timeout`] to set one.
-    #[instrument(name = "discovery_start", skip(self), fields(service = %self.service))]
-    pub async fn start(self) -> Result<Discovered> {
-        validate_service_name(&self.service)?;
-        let namespace = resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())?;
-        let prefix = self.codec.service_prefix(namespace, &self.service);
-
-        let snapshot = watcher::fetch(self.client.kv_client(), &prefix).await?;
-
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (health_tx, health_rx) = watch::channel(Health::Connected);
-        let state = State::new(self.service.clone(), self.codec, self.version, self.filter);
-        let shared = Arc::new(Shared::new(
-            self.service.clone(),
-            prefix.clone(),
-            state,
-            health_rx,
-        ));
-        let watcher = Watcher::new(
-            self.client,
-            prefix.clone(),
-            shared.clone(),
-            tx,
-            health_tx,
-            snapshot.revision,
-        );
-        let keys = snapshot.kvs.len();
-        watcher.apply([Event::Resync { kvs: snapshot.kvs }]);
-        info!(
-            %prefix,
-            revision = snapshot.revision,
-            keys,
-            instances = shared.lock().len(),
-            "discovery started"
-        );
-        // The task outlives this call: its span must not nest under `discovery_start`.
-        let span = info_span!(parent: None, "discovery", service = %self.service, %prefix);
-        tokio::spawn(watcher.run().instrument(span));
-        Ok(Discovered::new(rx, shared))
-    }
-}
-
-/// Health of a discovery, from [`DiscoveryHandle::health`].
-///
-/// Whatever the health, the last known set of instances is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Health {
-    /// The last etcd request succeeded: the watch is established (or, right
-    /// after start, being established) and the set is up to date.
-    Connected,
-    /// Lost etcd; keeping the last known set and retrying with backoff.
-    Reconnecting {
-        /// The last error, for display.
-        error: String,
-    },
-}
-
-impl Health {
-    /// Whether this is [`Health::Connected`].
-    pub fn is_connected(&self) -> bool {
-        matches!(self, Self::Connected)
-    }
-}
+pub use builder::Discovery;
+pub use changes::InstanceChanges;
+pub use filter::InstanceFilter;
+pub use health::Health;
+pub use view::DiscoveryView;

@@ -1,4 +1,8 @@
 //! [`EtcdConfig`]: how to reach etcd, checked before connecting.
+//!
+//! (About 430 lines: one builder method per option, each with its example, and
+//! the tests. The endpoint checks live in `endpoints.rs`, the TLS handshake
+//! check in `probe.rs`.)
 
 use std::fmt;
 #[cfg(feature = "tls")]
@@ -12,7 +16,7 @@ use super::pem::Pem;
 #[cfg(feature = "tls")]
 use super::probe;
 use super::status::is_auth_refusal;
-use super::{connect_options, host_port};
+use super::{connect_options, endpoints};
 use crate::error::{Error, Result};
 
 /// How to reach etcd: endpoints, TLS with a CA, mutual TLS, user and
@@ -247,7 +251,7 @@ impl EtcdConfig {
     pub async fn connect(&self) -> Result<Client> {
         #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let (options, check) = self.prepare()?;
-        self.resolve().await?;
+        endpoints::resolve(&self.endpoints, self.connect_timeout).await?;
         #[cfg(feature = "tls")]
         if let Some(check) = check {
             check.check(&self.endpoints).await?;
@@ -269,7 +273,13 @@ impl EtcdConfig {
 
     /// The options, and with TLS the handshake check of [`connect`](Self::connect).
     fn prepare(&self) -> Result<(ConnectOptions, Option<Check>)> {
-        self.check_endpoints()?;
+        #[cfg(feature = "tls")]
+        if self.identity.is_some() && self.ca.is_none() {
+            return Err(Error::Config {
+                reason: "an etcd client certificate needs the etcd CA (ca_file) too".into(),
+            });
+        }
+        endpoints::check(&self.endpoints, self.tls())?;
         let mut options = connect_options()
             .with_keep_alive(self.keep_alive.0, self.keep_alive.1)
             .with_connect_timeout(self.connect_timeout);
@@ -314,89 +324,11 @@ impl EtcdConfig {
         Ok((options, None))
     }
 
-    /// Resolves each endpoint's host, within the connect timeout, so that a
-    /// typo in a name fails here, naming the endpoint, rather than as a bare
-    /// "dns error" on the first request. IP addresses need no lookup. One
-    /// endpoint that resolves is enough: the client balances over those.
-    async fn resolve(&self) -> Result<()> {
-        let mut first_failure = None;
-        for endpoint in &self.endpoints {
-            let Some((host, port)) = host_port(endpoint) else {
-                continue; // refused by check_endpoints already
-            };
-            if host.parse::<std::net::IpAddr>().is_ok() {
-                return Ok(());
-            }
-            let lookup = tokio::net::lookup_host((host, port));
-            let failure = match tokio::time::timeout(self.connect_timeout, lookup).await {
-                Ok(Ok(mut addrs)) => match addrs.next() {
-                    Some(_) => return Ok(()),
-                    None => std::io::Error::other("no address"),
-                },
-                Ok(Err(error)) => error,
-                Err(_) => std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", self.connect_timeout),
-                ),
-            };
-            tracing::warn!(%endpoint, error = %failure, "etcd endpoint does not resolve");
-            first_failure.get_or_insert((endpoint.clone(), failure));
-        }
-        match first_failure {
-            Some((endpoint, source)) => Err(Error::Resolve { endpoint, source }),
-            None => Ok(()),
-        }
-    }
-
     fn tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.ca.is_some() || self.identity.is_some();
         #[cfg(not(feature = "tls"))]
         false
-    }
-
-    fn check_endpoints(&self) -> Result<()> {
-        let config = |reason: String| Err(Error::Config { reason });
-        if self.endpoints.is_empty() {
-            return config("no etcd endpoints".into());
-        }
-        #[cfg(feature = "tls")]
-        if self.identity.is_some() && self.ca.is_none() {
-            return config("an etcd client certificate needs the etcd CA (ca_file) too".into());
-        }
-        let tls = self.tls();
-        for endpoint in &self.endpoints {
-            let scheme = endpoint.split_once("://").map(|(scheme, _)| scheme);
-            match scheme {
-                Some("http") if tls => {
-                    return config(format!(
-                        "etcd endpoint {endpoint:?} is plain http:// but TLS is configured; use https://"
-                    ))
-                }
-                Some("https") if !tls && cfg!(feature = "tls") => {
-                    return config(format!(
-                        "etcd endpoint {endpoint:?} is https:// but no CA is configured (ca_file)"
-                    ))
-                }
-                Some("https") if !tls => {
-                    return config(format!(
-                        "etcd endpoint {endpoint:?} is https://, which needs the `tls` feature of tonic-etcd"
-                    ))
-                }
-                Some("http" | "https") | None if host_port(endpoint).is_some() => {}
-                Some("http" | "https") | None => {
-                    return config(format!(
-                        "etcd endpoint {endpoint:?} is not [scheme://]host:port"
-                    ))
-                }
-                Some(other) => {
-                    return config(format!(
-                        "etcd endpoint {endpoint:?} has scheme {other:?}; use http:// or https://"
-                    ))
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 //! made here, and nothing here knows of registration, discovery or balancing.
 
 mod config;
+mod endpoints;
 mod pem;
 #[cfg(feature = "tls")]
 mod probe;
@@ -68,50 +69,4 @@ pub async fn connect<E: AsRef<str>, S: AsRef<[E]>>(endpoints: S) -> Result<Clien
     EtcdConfig::new(endpoints.as_ref().iter().map(|e| e.as_ref().to_owned()))
         .connect()
         .await
-}
-
-/// The host (IPv6 without brackets) and port of an endpoint
-/// `[scheme://]host[:port][/]`. Without a port: 443 for `https://`, else 80,
-/// as etcd-client's tonic channel does. `None` if it does not parse or has a
-/// path.
-pub(crate) fn host_port(endpoint: &str) -> Option<(String, u16)> {
-    let https = endpoint.starts_with("https://");
-    let with_scheme = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let uri: http::Uri = with_scheme.parse().ok()?;
-    let host = uri.host().filter(|host| !host.is_empty())?;
-    if !matches!(uri.path(), "" | "/") {
-        return None;
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    // `http::Uri` takes `host:x` as a host without a port; refuse it.
-    let port = match uri.authority()?.as_str().rsplit_once(':') {
-        Some((_, port)) if !port.ends_with(']') => port.parse().ok()?,
-        _ if https => 443,
-        _ => 80,
-    };
-    Some((host.to_owned(), port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_split_into_host_and_port() {
-        let split = host_port;
-        assert_eq!(
-            split("http://127.0.0.1:2379"),
-            Some(("127.0.0.1".into(), 2379))
-        );
-        assert_eq!(split("etcd-0:2380/"), Some(("etcd-0".into(), 2380)));
-        assert_eq!(split("https://[::1]:2379"), Some(("::1".into(), 2379)));
-        assert_eq!(split("https://etcd"), Some(("etcd".into(), 443)));
-        assert_eq!(split("http://etcd:x"), None);
-        assert_eq!(split("http://etcd:2379/v3"), None);
-        assert_eq!(split("http://:2379"), None);
-    }
 }

@@ -27,7 +27,7 @@ use tokio_rustls::rustls::{AlertDescription, CertificateError, ClientConfig, Roo
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
-use super::host_port;
+use super::endpoints::host_port;
 use crate::error::{Error, Result};
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame: etcd answers

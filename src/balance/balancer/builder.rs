@@ -1,0 +1,228 @@
+//! [`BalancerBuilder`]: the options of a [`Balancer`], and the two ways to
+//! feed it: a [`Discovery`] ([`discover`](BalancerBuilder::discover)) or any
+//! stream ([`build`](BalancerBuilder::build)).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use tonic::transport::Endpoint;
+use tower::discover::Change;
+use tracing::info_span;
+
+use super::policy::Policy;
+use super::service::Balancer;
+use super::shared::{Shared, Template};
+use crate::discovery::{Discovery, DiscoveryView};
+use crate::endpoint::default_endpoint;
+use crate::error::Result;
+use crate::instance::Instance;
+
+impl Balancer {
+    /// A builder, to set the endpoint template, the wait for an endpoint, or
+    /// the service name; then feed it a [`Discovery`] with
+    /// [`discover`](BalancerBuilder::discover) or any stream with
+    /// [`build`](BalancerBuilder::build).
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use std::time::Duration;
+    /// use tonic_etcd::{endpoint::default_endpoint, Balancer, Discovery, Policy};
+    ///
+    /// let balancer = Balancer::builder(Policy::Weighted)
+    ///     .endpoint(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))))
+    ///     .wait_for_endpoint(Duration::from_millis(500))
+    ///     .discover(Discovery::new(etcd, "helloworld"))
+    ///     .await?;
+    /// // let mut client = GreeterClient::new(balancer);
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(policy: Policy) -> BalancerBuilder {
+        BalancerBuilder {
+            policy,
+            service: None,
+            template: Arc::new(default_endpoint),
+            wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Builder of a [`Balancer`], from [`Balancer::builder`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tonic_etcd::Result<()> {
+/// use futures_util::stream::{self, StreamExt};
+/// use tonic_etcd::{Balancer, Change, Instance, Policy};
+///
+/// // A static list of instances, kept open so that it never ends.
+/// let instances = ["10.0.0.7:50051", "10.0.0.8:50051"]
+///     .map(|addr| Instance::new("helloworld", addr));
+/// let mut changes = Vec::new();
+/// for instance in instances {
+///     let instance = instance?;
+///     changes.push(Change::Insert(instance.addr.clone(), instance));
+/// }
+/// let balancer = Balancer::builder(Policy::RoundRobin)
+///     .service("helloworld")
+///     .build(stream::iter(changes).chain(stream::pending()));
+/// assert_eq!(balancer.endpoints().len(), 2);
+/// assert!(balancer.discovery().is_none());
+/// # Ok(()) }
+/// ```
+pub struct BalancerBuilder {
+    policy: Policy,
+    service: Option<String>,
+    template: Template,
+    wait: Duration,
+}
+
+impl fmt::Debug for BalancerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerBuilder")
+            .field("policy", &self.policy)
+            .field("service", &self.service)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BalancerBuilder {
+    /// Sets the name of the balanced service, shown in the balancer's logs and
+    /// in its "no ready endpoint for service …" errors. Defaults to the
+    /// discovery's service with [`discover`](Self::discover), and to none with
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin).service("helloworld");
+    /// ```
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Sets the template that turns an instance into a tonic [`Endpoint`]
+    /// (TLS, timeouts, …). An instance it refuses is logged and left out.
+    /// Defaults to [`default_endpoint`].
+    ///
+    /// Keep a `connect_timeout`: it bounds how long a request waits on an
+    /// unreachable address before it is retried elsewhere.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_etcd::{endpoint::default_endpoint, Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin)
+    ///     .endpoint(|i| Ok(default_endpoint(i)?.timeout(Duration::from_secs(2))));
+    /// ```
+    pub fn endpoint<F>(mut self, template: F) -> Self
+    where
+        F: Fn(&Instance) -> Result<Endpoint> + Send + Sync + 'static,
+    {
+        self.template = Arc::new(template);
+        self
+    }
+
+    /// Sets how long a request waits for a ready endpoint when there is none,
+    /// before failing with `UNAVAILABLE`. Defaults to zero: fail at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin)
+    ///     .wait_for_endpoint(Duration::from_secs(1));
+    /// ```
+    pub fn wait_for_endpoint(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Starts `discovery` and builds the balancer over it, already knowing
+    /// the instances of its initial Get. The balancer keeps a view of the
+    /// discovery: [`Balancer::discovery`].
+    ///
+    /// Fails as [`Discovery::changes`] does (bad options, etcd's error, or no
+    /// answer within the discovery's
+    /// [`startup_timeout`](Discovery::startup_timeout)). Spawns its task on the
+    /// current tokio runtime, so this must be called inside one.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{Balancer, Discovery, Policy};
+    ///
+    /// let balancer = Balancer::builder(Policy::P2c)
+    ///     .discover(Discovery::new(etcd, "helloworld").namespace("/prod"))
+    ///     .await?;
+    /// assert_eq!(balancer.service(), "helloworld");
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover(self, discovery: Discovery) -> Result<Balancer> {
+        let changes = discovery.changes().await?;
+        let view = changes.view();
+        Ok(self.start(Box::pin(changes), Some(view)))
+    }
+
+    /// Builds the balancer over any stream of changes: a static list, a test
+    /// stream, another registry. The changes the stream has ready now are
+    /// applied before this returns; the rest as they come.
+    ///
+    /// Keys are the instances' identities: an `Insert` of a key already there
+    /// replaces its instance, a `Remove` takes it out. If the stream ends, the
+    /// balancer keeps the last set (see [`Balancer`]'s behaviour); chain
+    /// [`stream::pending`](futures_util::stream::pending) to a list to say
+    /// that it is all there is. Spawns its task on the current tokio runtime,
+    /// so this must be called inside one. See [`BalancerBuilder`] for an
+    /// example.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{Balancer, Discovery, Policy};
+    ///
+    /// // The raw changes of a discovery work too (without Balancer::discovery).
+    /// let changes = Discovery::new(etcd, "helloworld").changes().await?;
+    /// let balancer = Balancer::builder(Policy::RoundRobin).build(changes);
+    /// # Ok(()) }
+    /// ```
+    pub fn build<S>(self, changes: S) -> Balancer
+    where
+        S: Stream<Item = Change<String, Instance>> + Send + 'static,
+    {
+        self.start(Box::pin(changes), None)
+    }
+
+    fn start(self, changes: super::tasks::Changes, discovery: Option<DiscoveryView>) -> Balancer {
+        let service = self
+            .service
+            .or_else(|| discovery.as_ref().map(|view| view.service().to_owned()))
+            .unwrap_or_default();
+        let span = info_span!(parent: None, "balancer", service = %service, policy = %self.policy);
+        let shared = Arc::new(Shared::new(service, self.policy, self.template, self.wait));
+        Balancer::start(shared, changes, discovery, span)
+    }
+}
+
+impl Discovery {
+    /// Starts the discovery and returns the crate's [`Balancer`] over its
+    /// instances, with `policy` and the builder's defaults: the recommended
+    /// client. For other options, use [`Balancer::builder`] and
+    /// [`BalancerBuilder::discover`].
+    ///
+    /// Fails as [`Discovery::changes`] does. Must be called inside a tokio
+    /// runtime.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{Discovery, Policy};
+    ///
+    /// let balancer = Discovery::new(etcd, "helloworld").balancer(Policy::RoundRobin).await?;
+    /// // let mut client = GreeterClient::new(balancer);
+    /// # Ok(()) }
+    /// ```
+    pub async fn balancer(self, policy: Policy) -> Result<Balancer> {
+        Balancer::builder(policy).discover(self).await
+    }
+}

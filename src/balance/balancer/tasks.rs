@@ -1,0 +1,86 @@
+//! The tasks of a balancer: the driver, which applies the changes of its
+//! stream as they come, and the probes, which reconnect to ejected endpoints.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::oneshot;
+use tonic::transport::Endpoint;
+use tower::discover::Change;
+use tracing::{debug, info};
+
+use super::failure::chain;
+use super::shared::Shared;
+use crate::backoff::Backoff;
+use crate::instance::Instance;
+
+/// First and longest pause between two connection attempts to an ejected
+/// endpoint.
+const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// The stream a balancer is fed by: a discovery's, or any other.
+pub(super) type Changes = Pin<Box<dyn Stream<Item = Change<String, Instance>> + Send>>;
+
+/// Applies the changes `changes` has ready now, without waiting, so that a
+/// balancer knows the instances of a discovery's initial Get (or of a static
+/// list) as soon as it exists.
+pub(super) fn apply_ready(shared: &Arc<Shared>, changes: &mut Changes) {
+    while let Some(Some(change)) = changes.next().now_or_never() {
+        shared.apply(change);
+    }
+}
+
+/// The driver: applies each change as soon as it arrives, whether or not
+/// requests flow, until `stop` fires (every balancer clone is gone).
+///
+/// A stream that ends leaves the set as it is: the balancer goes on with the
+/// last set of endpoints (and goes on ejecting and probing them).
+pub(super) async fn drive(
+    shared: Arc<Shared>,
+    mut changes: Changes,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            change = changes.next(), if open => match change {
+                Some(change) => shared.apply(change),
+                None => {
+                    // A static list, or a discovery whose task died.
+                    info!("the change stream ended; keeping the last set of endpoints");
+                    open = false;
+                }
+            },
+        }
+    }
+    shared.clear();
+    debug!("every clone of the balancer is gone; driver stopped");
+}
+
+/// Connects to an ejected endpoint with backoff until it answers, then puts it
+/// back. Aborted when the endpoint is removed or replaced.
+pub(super) async fn probe(shared: Weak<Shared>, key: String, epoch: u64, endpoint: Endpoint) {
+    let mut backoff = Backoff::new(PROBE_BACKOFF.0, PROBE_BACKOFF.1);
+    loop {
+        tokio::time::sleep(backoff.next_delay()).await;
+        match endpoint.connect().await {
+            Ok(channel) => {
+                if let Some(shared) = shared.upgrade() {
+                    shared.restore(&key, epoch, channel);
+                }
+                return;
+            }
+            Err(error) => {
+                debug!(attempts = backoff.attempts(), error = %chain(&error), "still cannot connect");
+                if shared.strong_count() == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}

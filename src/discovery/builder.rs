@@ -1,0 +1,275 @@
+//! [`Discovery`]: the builder of a discovery of one service, and its start,
+//! [`Discovery::changes`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::Client;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, info_span, instrument, Instrument};
+
+use super::changes::InstanceChanges;
+use super::filter::InstanceFilter;
+use super::health::Health;
+use super::shared::Shared;
+use super::state::{Event, State};
+use super::watcher::{self, Watcher};
+use crate::codec::{resolve_namespace, Codec, Native};
+use crate::error::{Error, Result};
+use crate::instance::{validate_service_name, Instance};
+
+/// Builder of a discovery of one service: the etcd client, the service, and
+/// the options (namespace, codec, version, filter, startup timeout).
+///
+/// Start it one of three ways, by what you want out of it:
+///
+/// | you want | call | you get |
+/// |---|---|---|
+/// | the crate's balancer (recommended) | [`balancer(policy)`](Discovery::balancer) | a [`Balancer`](crate::Balancer) |
+/// | tonic's balanced channel | [`tonic_channel()`](Discovery::tonic_channel), [`tonic_channel_with(template)`](Discovery::tonic_channel_with) | a tonic `Channel` |
+/// | the raw changes | [`changes()`](Discovery::changes) | an [`InstanceChanges`] stream |
+///
+/// For the balancer's options, see [`Balancer::builder`](crate::Balancer::builder).
+/// (`balancer` and `tonic_channel` come from the [`balance`](crate::balance)
+/// module, the layer above this one.)
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tonic_etcd::{Discovery, Policy};
+///
+/// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+/// let balancer = Discovery::new(etcd, "helloworld")
+///     .namespace("/prod")
+///     .version("1.2.0")
+///     .filter(|i| i.metadata.get("zone").is_some_and(|z| z == "a"))
+///     .startup_timeout(Duration::from_secs(5))
+///     .balancer(Policy::RoundRobin)
+///     .await?;
+/// // let mut client = GreeterClient::new(balancer);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Discovery {
+    client: Client,
+    service: String,
+    namespace: Option<String>,
+    codec: Arc<dyn Codec>,
+    version: Option<String>,
+    filter: Option<InstanceFilter>,
+    startup_timeout: Duration,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("service", &self.service)
+            .field("namespace", &self.namespace)
+            .field("codec", &self.codec.name())
+            .field("version", &self.version)
+            .field("filter", &self.filter.is_some())
+            .field("startup_timeout", &self.startup_timeout)
+            .finish()
+    }
+}
+
+impl Discovery {
+    /// The [`startup_timeout`](Self::startup_timeout) used when none is set:
+    /// 3 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(tonic_etcd::Discovery::DEFAULT_STARTUP_TIMEOUT, Duration::from_secs(3));
+    /// ```
+    pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// Discovers `service` through `client`.
+    ///
+    /// Nothing is checked or read until the discovery starts
+    /// ([`changes`](Self::changes), [`balancer`](Self::balancer),
+    /// [`tonic_channel`](Self::tonic_channel)).
+    ///
+    /// ```no_run
+    /// # async fn run() -> tonic_etcd::Result<()> {
+    /// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld");
+    /// # Ok(()) }
+    /// ```
+    pub fn new(client: Client, service: impl Into<String>) -> Self {
+        Self {
+            client,
+            service: service.into(),
+            namespace: None,
+            codec: Arc::new(Native),
+            version: None,
+            filter: None,
+            startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
+        }
+    }
+
+    /// Sets the namespace (key prefix before the service name). A trailing `/`
+    /// is ignored. Defaults to the codec's own (`/services` for native).
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").namespace("/prod");
+    /// # }
+    /// ```
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets the registry layout. Defaults to [`Native`].
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// use tonic_etcd::codec::Native;
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").codec(Native);
+    /// # }
+    /// ```
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Arc::new(codec);
+        self
+    }
+
+    /// Sets the registry layout from a shared codec. Defaults to [`Native`].
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// use std::sync::Arc;
+    /// use tonic_etcd::{codec::Native, Codec};
+    /// let codec: Arc<dyn Codec> = Arc::new(Native);
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").codec_arc(codec);
+    /// # }
+    /// ```
+    pub fn codec_arc(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Keeps only instances whose version equals `version`. Defaults to all.
+    ///
+    /// An instance whose version changes to another is removed.
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld").version("1.2.0");
+    /// # }
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Keeps only instances for which `filter` returns true. Defaults to all.
+    ///
+    /// The filter runs on every decoded value; an instance that stops passing
+    /// it is removed. It must be cheap and must not block.
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld")
+    ///     .filter(|i| i.metadata.get("zone").is_some_and(|z| z == "a"));
+    /// # }
+    /// ```
+    pub fn filter(mut self, filter: impl Fn(&Instance) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Sets how long the start (the initial Get, every page of it, and its
+    /// quick retries) may take before it fails with
+    /// [`Error::Timeout`]. Defaults to [`DEFAULT_STARTUP_TIMEOUT`](Self::DEFAULT_STARTUP_TIMEOUT), 3 s.
+    ///
+    /// Without a deadline, an etcd that accepts connections but never answers
+    /// (a frozen process, a black-holed address behind a proxy) holds the
+    /// start for as long as it stays silent: its connections are not refused,
+    /// so the Get waits for an answer that does not come. An etcd that
+    /// refuses connections fails sooner, with [`Error::Etcd`], after the
+    /// quick retries. Pass [`Duration::MAX`] for no deadline.
+    ///
+    /// The name is [`Registrar::startup_timeout`](crate::Registrar::startup_timeout)'s;
+    /// the discovery does not retry a start that failed: the caller decides.
+    ///
+    /// ```no_run
+    /// # fn f(etcd: etcd_client::Client) {
+    /// use std::time::Duration;
+    /// let discovery = tonic_etcd::Discovery::new(etcd, "helloworld")
+    ///     .startup_timeout(Duration::from_secs(10));
+    /// # }
+    /// ```
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Checks the options, reads the registry, and starts watching it: the
+    /// raw stream of changes, for your own consumer.
+    ///
+    /// When this returns, the stream already holds one `Insert` per instance
+    /// found, and [`InstanceChanges::snapshot`] lists them. The background task
+    /// is spawned on the current tokio runtime, so this must run inside one.
+    ///
+    /// Fails with [`Error::InvalidServiceName`], [`Error::InvalidNamespace`],
+    /// [`Error::Etcd`] if the initial Get fails, or [`Error::Timeout`] if it
+    /// takes longer than the [`startup_timeout`](Self::startup_timeout). A
+    /// page of the Get that fails on its way (a member of the cluster down or
+    /// electing a leader) is sent again up to 4 times within 300 ms first.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut changes = tonic_etcd::Discovery::new(etcd, "helloworld").changes().await?;
+    /// println!("now: {:?}", changes.snapshot());
+    /// while let Some(change) = changes.next().await {
+    ///     println!("{change:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[instrument(name = "discovery_start", skip(self), fields(service = %self.service))]
+    pub async fn changes(self) -> Result<InstanceChanges> {
+        validate_service_name(&self.service)?;
+        let namespace = resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())?;
+        let prefix = self.codec.service_prefix(namespace, &self.service);
+
+        let limit = self.startup_timeout;
+        let fetch = watcher::fetch(self.client.kv_client(), &prefix);
+        let snapshot = match tokio::time::timeout(limit, fetch).await {
+            Ok(snapshot) => snapshot?,
+            Err(_) => return Err(Error::Timeout(limit)),
+        };
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (health_tx, health_rx) = watch::channel(Health::Connected);
+        let state = State::new(self.service.clone(), self.codec, self.version, self.filter);
+        let shared = Arc::new(Shared::new(
+            self.service.clone(),
+            prefix.clone(),
+            state,
+            health_rx,
+        ));
+        let watcher = Watcher::new(
+            self.client,
+            prefix.clone(),
+            shared.clone(),
+            tx,
+            health_tx,
+            snapshot.revision,
+        );
+        let keys = snapshot.kvs.len();
+        watcher.apply([Event::Resync { kvs: snapshot.kvs }]);
+        info!(
+            %prefix,
+            revision = snapshot.revision,
+            keys,
+            instances = shared.lock().len(),
+            "discovery started"
+        );
+        // The task outlives this call: its span must not nest under `discovery_start`.
+        let span = info_span!(parent: None, "discovery", service = %self.service, %prefix);
+        tokio::spawn(watcher.run().instrument(span));
+        Ok(InstanceChanges::new(rx, shared))
+    }
+}
