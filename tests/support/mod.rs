@@ -1,4 +1,5 @@
-//! The real-etcd test fixture shared by every integration test (`mod support;`).
+//! Every helper of the integration tests (`tests/it/`), and first of all the
+//! real-etcd fixture.
 //!
 //! - [`Etcd`]: one etcd member on 127.0.0.1 with free ports and a temporary data
 //!   dir; stop, kill, restart with the same data, wipe and restart, compact.
@@ -11,10 +12,24 @@
 //! temporary dir; a member that does not become healthy makes the test panic with
 //! the tail of that log. Every process is killed (SIGKILL) when its fixture drops,
 //! also when the test panics.
+//!
+//! The other helpers, by concern:
+//!
+//! - [`changes`]: instances in the native layout and a discovery's change stream.
+//! - [`kv`]: plain reads of keys, values and leases.
+//! - [`proxy`]: a TCP proxy whose connections a test can cut.
+//! - [`balancer`]: greeter servers to balance over, and requests through them.
+//! - [`examples`]: the example binaries, driven as an operator's script would.
+//! - `secure` (feature `tls`): etcd with TLS, client certificates and users.
+//! - [`free_port`], [`unique`], [`init_tracing`], [`Result`]: for any test.
 
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod changes;
+pub mod examples;
+pub mod kv;
+pub mod proxy;
 #[cfg(feature = "tls")]
 pub mod secure;
 
@@ -22,7 +37,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +50,9 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What a test returns, so that `?` works on any error.
+pub type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// How long a member may take to answer its health check after a (re)start.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(15);
@@ -111,6 +129,11 @@ impl Etcd {
     /// The client URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client address, `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
     }
 
     /// A client of this member, with the crate's connect options.
@@ -422,6 +445,14 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
+}
+
+/// A port of 127.0.0.1 where nothing listens, for a server to bind or as an
+/// address nobody answers on. Never handed out twice in this process, so that
+/// tests running in parallel do not get the same one.
+pub fn free_port() -> u16 {
+    let [port] = free_ports::<1>();
+    port
 }
 
 /// `N` distinct free ports on 127.0.0.1, never handed out before by this process.

@@ -9,8 +9,6 @@
 //!   Its health is checked on a plain-HTTP metrics listener.
 //! - [`SecureEtcd::enable_auth`]: a root user, a user whose role covers one
 //!   prefix only, then `auth enable`.
-//! - [`Proxy`]: a TCP proxy in front of a member whose connections a test can
-//!   cut, so that clients reconnect while etcd keeps running.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -23,9 +21,6 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic_etcd::EtcdConfig;
 
 use super::{free_ports, kill_now, spawn_etcd, tail, unique, wait_healthy};
@@ -383,63 +378,5 @@ impl SecureEtcd {
 impl Drop for SecureEtcd {
     fn drop(&mut self) {
         self.kill_now();
-    }
-}
-
-/// A TCP proxy on 127.0.0.1 in front of `target`. [`cut`](Proxy::cut) closes
-/// every connection open through it; new ones are accepted as before. Stops
-/// on drop.
-#[derive(Debug)]
-pub struct Proxy {
-    addr: SocketAddr,
-    generation: watch::Sender<u64>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let (generation, _) = watch::channel(0u64);
-        let cuts = generation.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            generation,
-            accept,
-        }
-    }
-
-    /// `https://127.0.0.1:PORT` of the proxy (the member's certificate is
-    /// for 127.0.0.1, so TLS through it works).
-    pub fn endpoint(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    /// Closes every connection open through the proxy now.
-    pub fn cut(&self) {
-        self.generation.send_modify(|g| *g += 1);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
     }
 }

@@ -1,0 +1,6 @@
+//! Load balancing over discovered greeter servers: tonic's balanced channel
+//! and the crate's `Balancer`, its policies, and its behaviour under faults.
+
+mod channel;
+mod faults;
+mod policies;

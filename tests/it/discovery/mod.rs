@@ -1,0 +1,9 @@
+//! Discovery against a real etcd: the initial Get and the watch, a compacted
+//! revision, etcd killed or wiped, values that do not decode, and services
+//! whose names share a prefix.
+
+mod basic;
+mod compaction;
+mod etcd_restart;
+mod malformed;
+mod prefix;

@@ -1,0 +1,12 @@
+//! Faults, end to end: bad input, churn, a cluster losing members, etcd down
+//! past the TTL, idle clients, operator actions with `etcdctl`, a rolling
+//! restart under load, and the example server started without etcd.
+
+mod bad_input;
+mod churn;
+mod cluster;
+mod etcd_down;
+mod idle_client;
+mod operator;
+mod rolling_restart;
+mod startup;
