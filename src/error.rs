@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+use std::fmt;
 use std::time::Duration;
 
 /// A result with the crate's [`Error`].
@@ -31,7 +32,7 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// An instance id is empty or contains whitespace or a control character.
+    /// An instance id is empty or contains `/`, whitespace or a control character.
     #[error("invalid instance id {id:?}: {reason}")]
     InvalidId {
         /// The id that was refused.
@@ -144,6 +145,18 @@ pub enum Error {
         /// The lease that now holds the key.
         by_lease: i64,
     },
+    /// An update that was accepted but not written yet: the registration is
+    /// reconnecting, or writing failed and it reconnects now. The new instance
+    /// is kept and written as soon as the registration is back; the source
+    /// says why it could not be written now.
+    #[error("update of {key:?} not written yet; it is written when the registration recovers")]
+    UpdatePending {
+        /// The etcd key.
+        key: String,
+        /// Why the value could not be written now.
+        #[source]
+        source: Box<Error>,
+    },
     /// The registration has been deregistered, or its task has ended.
     #[error("registration of {key:?} is no longer active")]
     Deregistered {
@@ -194,4 +207,40 @@ pub enum Error {
         #[source]
         source: etcd_client::Error,
     },
+}
+
+/// Shows an error with its sources, `error: cause: root cause`, for logs and
+/// for states rendered as text. Each part is said once, as every layer's
+/// message leaves its cause to [`source`](std::error::Error::source).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_each_part_once() {
+        let cause = etcd_client::Error::IoError(std::io::Error::other("connection reset"));
+        let error = Error::UpdatePending {
+            key: "/services/a/1".into(),
+            source: Box::new(Error::Etcd(cause)),
+        };
+        assert_eq!(
+            Chain(&error).to_string(),
+            "update of \"/services/a/1\" not written yet; it is written when the \
+             registration recovers: etcd request failed: io error: connection reset"
+        );
+    }
 }

@@ -1,4 +1,6 @@
 //! [`Instance`]: one running server of a service, and its validation.
+//!
+//! (About 400 lines: a third of it is the tests of each validation rule.)
 
 use std::collections::BTreeMap;
 
@@ -21,13 +23,29 @@ use crate::error::{Error, Result};
 /// # Ok::<(), tonic_etcd::Error>(())
 /// ```
 ///
-/// The fields are public so that discovery results are easy to read; anything
-/// written to etcd is validated again with [`Instance::validate`] first.
+/// [`Instance::new`] checks the service name and the address. The setters
+/// cannot fail, so call [`Instance::validate`] once the instance is built to
+/// check the rest (id, weight, version, metadata) where it is built, with a
+/// clear error; [`Registrar::register`](crate::Registrar::register) and
+/// [`Registration::update`](crate::Registration::update) validate again
+/// before they write anything:
+///
+/// ```
+/// use tonic_etcd::{Error, Instance};
+///
+/// let instance = Instance::new("helloworld", "10.0.0.7:50051")?.with_weight(0);
+/// assert!(matches!(instance.validate(), Err(Error::InvalidWeight { weight: 0, .. })));
+/// # Ok::<(), tonic_etcd::Error>(())
+/// ```
+///
+/// The fields are public so that discovery results are easy to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// The service name, e.g. `helloworld`.
     pub service: String,
     /// The instance id, unique within the service. Defaults to the address.
+    /// It is the last segment of the key (`{namespace}/{service}/{id}`), so it
+    /// has no `/`.
     pub id: String,
     /// The address clients connect to, `host:port` (IPv6 hosts in brackets).
     pub addr: String,
@@ -65,31 +83,86 @@ impl Instance {
         })
     }
 
-    /// Sets the instance id (e.g. `host/pid`). Defaults to the address.
+    /// Sets the instance id (e.g. `host-pid`). Defaults to the address.
+    ///
+    /// The id is the last segment of the key, `{namespace}/{service}/{id}`:
+    /// it must be non-empty, without `/`, whitespace or control characters.
+    /// [`validate`](Instance::validate) refuses others with [`Error::InvalidId`].
+    ///
+    /// ```
+    /// use tonic_etcd::{Error, Instance};
+    ///
+    /// let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+    /// instance.clone().with_id("host-1234").validate()?;
+    /// let nested = instance.with_id("host/1234").validate();
+    /// assert!(matches!(nested, Err(Error::InvalidId { .. })));
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
         self
     }
 
-    /// Sets the version. Defaults to empty.
+    /// Sets the version, free text without control characters (checked by
+    /// [`validate`](Instance::validate)). Defaults to empty.
+    ///
+    /// ```
+    /// let instance = tonic_etcd::Instance::new("helloworld", "10.0.0.7:50051")?
+    ///     .with_version("1.2.0");
+    /// instance.validate()?;
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
     }
 
-    /// Sets the weight. Defaults to [`Instance::DEFAULT_WEIGHT`].
+    /// Sets the weight, within [`Instance::MIN_WEIGHT`]..=[`Instance::MAX_WEIGHT`]
+    /// (checked by [`validate`](Instance::validate), which refuses others with
+    /// [`Error::InvalidWeight`]). Defaults to [`Instance::DEFAULT_WEIGHT`].
+    ///
+    /// ```
+    /// use tonic_etcd::Instance;
+    ///
+    /// let instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+    /// instance.clone().with_weight(3).validate()?;
+    /// assert!(instance.with_weight(0).validate().is_err());
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn with_weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self
     }
 
-    /// Adds one metadata entry. Defaults to no metadata.
+    /// Adds one metadata entry; the key must not be empty (checked by
+    /// [`validate`](Instance::validate)). Defaults to no metadata.
+    ///
+    /// ```
+    /// let instance = tonic_etcd::Instance::new("helloworld", "10.0.0.7:50051")?
+    ///     .with_metadata("zone", "a");
+    /// instance.validate()?;
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
     }
 
-    /// Checks every field; the registrar calls this before writing anything.
+    /// Checks every field: the service name and the address as
+    /// [`new`](Instance::new) does, the id, the weight, the version and the
+    /// metadata keys. [`Registrar::register`](crate::Registrar::register) and
+    /// [`Registration::update`](crate::Registration::update) call it before
+    /// they write anything.
+    ///
+    /// ```
+    /// use tonic_etcd::{Error, Instance};
+    ///
+    /// let mut instance = Instance::new("helloworld", "10.0.0.7:50051")?;
+    /// instance.validate()?;
+    /// instance.addr = "10.0.0.7".into();
+    /// assert!(matches!(instance.validate(), Err(Error::InvalidAddress { .. })));
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
     pub fn validate(&self) -> Result<()> {
         validate_service_name(&self.service)?;
         validate_id(&self.id)?;
@@ -141,11 +214,19 @@ pub(crate) fn validate_service_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks an instance id: non-empty, no whitespace, no control characters.
-/// A `/` is allowed (`host/pid`): the id is the last part of the key.
+/// Checks an instance id: non-empty, no `/`, no whitespace, no control
+/// characters.
+///
+/// The id is the last segment of the key, `{namespace}/{service}/{id}`. With
+/// a `/` in it, the key would have one more segment than the layout says:
+/// readers that take the id from the key (the native layout when the value
+/// has no id, kratos, tools that split keys) would read another id, and
+/// `{service}/{id}` could stand for a service and an id it is not.
 fn validate_id(id: &str) -> Result<()> {
     let reason = if id.is_empty() {
         Some("must not be empty")
+    } else if id.contains('/') {
+        Some("must not contain '/' (it is the last segment of the key {namespace}/{service}/{id})")
     } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("must not contain whitespace or control characters")
     } else {
@@ -279,9 +360,39 @@ mod tests {
     #[test]
     fn ids() {
         let i = Instance::new("s", "h:1").unwrap();
-        i.clone().with_id("host/123").validate().unwrap();
-        assert!(i.clone().with_id("").validate().is_err());
-        assert!(i.with_id("a b").validate().is_err());
+        for good in [
+            "host-123",
+            "10.0.0.7:50051",
+            "[::1]:1",
+            "7587869479254413059",
+        ] {
+            i.clone().with_id(good).validate().unwrap();
+        }
+        for bad in ["", "a b", "nl\n", "host/123", "/", "a/", "/a"] {
+            assert!(
+                matches!(
+                    i.clone().with_id(bad).validate(),
+                    Err(Error::InvalidId { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let e = i.with_id("host/123").validate().unwrap_err().to_string();
+        assert!(e.contains("host/123") && e.contains("'/'"), "{e}");
+    }
+
+    #[test]
+    fn validate_catches_what_the_setters_let_through() {
+        let i = Instance::new("s", "h:1").unwrap();
+        let cases = [
+            i.clone().with_weight(0),
+            i.clone().with_id("a/b"),
+            i.clone().with_version("1.0\n"),
+            i.clone().with_metadata("", "x"),
+        ];
+        for bad in cases {
+            assert!(bad.validate().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

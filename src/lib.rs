@@ -111,6 +111,7 @@ pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, Result};
 pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
+pub use registration::shutdown_signal;
 pub use registration::{Registrar, Registration, RegistrationState};
 
 /// A change of a set of instances, as a [`Discovery`] streams it and a

@@ -28,6 +28,11 @@ pub(crate) enum Fault {
     /// `UNAUTHENTICATED` (`ErrGRPCInvalidAuthToken`): the token expired or was
     /// issued by another member; authenticate again.
     InvalidAuthToken,
+    /// `PERMISSION_DENIED`: the user's roles do not cover the request, or,
+    /// from etcd before 3.5.6 and 3.4.22, a watch created with an expired
+    /// token (those versions say "permission denied" where later ones say
+    /// "invalid auth token"; etcd PRs 14547, 14548).
+    PermissionDenied,
     /// `RESOURCE_EXHAUSTED`: the NOSPACE alarm ("database space exceeded"),
     /// or a request over etcd's size limit. etcd answered; it is not down.
     NoSpace,
@@ -45,6 +50,7 @@ pub(crate) fn classify(error: &etcd_client::Error) -> Fault {
             Code::NotFound => Fault::LeaseNotFound,
             Code::OutOfRange if status.message().contains("compacted") => Fault::Compacted,
             Code::Unauthenticated => Fault::InvalidAuthToken,
+            Code::PermissionDenied => Fault::PermissionDenied,
             Code::ResourceExhausted => Fault::NoSpace,
             _ => Fault::Other,
         },
@@ -70,10 +76,23 @@ pub(crate) fn cancel_reason(reason: &str) -> Fault {
         Fault::Compacted
     } else if reason.contains("invalid auth token") {
         Fault::InvalidAuthToken
+    } else if reason.contains("permission denied") {
+        Fault::PermissionDenied
     } else if reason.contains("database space exceeded") {
         Fault::NoSpace
     } else {
         Fault::Other
+    }
+}
+
+impl Fault {
+    /// Whether authenticating again may cure it: a refused token, or a
+    /// "permission denied" that older etcd versions give for an expired
+    /// token. (Authenticating again costs one request, and without a user it
+    /// does nothing; a real lack of permission then fails again and is paced
+    /// by the caller's backoff.)
+    pub(crate) fn may_need_new_token(self) -> bool {
+        matches!(self, Fault::InvalidAuthToken | Fault::PermissionDenied)
     }
 }
 
@@ -162,7 +181,13 @@ mod tests {
             cancel_reason("etcdserver: invalid auth token"),
             Fault::InvalidAuthToken
         );
-        assert_eq!(cancel_reason("etcdserver: permission denied"), Fault::Other);
+        assert_eq!(
+            cancel_reason("etcdserver: permission denied"),
+            Fault::PermissionDenied
+        );
+        assert_eq!(cancel_reason("etcdserver: no leader"), Fault::Other);
+        assert!(cancel_reason("etcdserver: permission denied").may_need_new_token());
+        assert!(!Fault::Compacted.may_need_new_token());
     }
 
     #[test]

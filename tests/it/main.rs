@@ -19,7 +19,8 @@
 //!
 //! - `api`: the headline constructors: a balancer fed by any stream, the
 //!   discovery view, the startup deadline.
-//! - `registration`: register, update, deregister; recovery, crash, displacement.
+//! - `registration`: register, update, deregister; recovery, crash, displacement,
+//!   and what ending the guard does.
 //! - `discovery`: the initial Get and the watch; compaction, etcd restarts,
 //!   malformed values, shared prefixes.
 //! - `balancer`: tonic's balanced channel and the crate's `Balancer`.

@@ -40,7 +40,7 @@ impl Watcher {
         }
         if response.canceled() {
             self.reauthenticate =
-                status::cancel_reason(response.cancel_reason()) == Fault::InvalidAuthToken;
+                status::cancel_reason(response.cancel_reason()).may_need_new_token();
             return Some(Session::Failed(format!(
                 "watch canceled by etcd: {}",
                 response.cancel_reason()

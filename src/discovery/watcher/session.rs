@@ -15,7 +15,7 @@ use super::task::{ChangeSender, Watcher};
 use crate::backoff::Backoff;
 use crate::discovery::health::Health;
 use crate::discovery::state::Event;
-use crate::etcd::status::{self, Fault};
+use crate::etcd::status;
 
 /// Deadline of a resync Get or a re-authentication inside the task.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +140,7 @@ impl Watcher {
                 "etcd did not confirm the watch within {CREATE_TIMEOUT:?}"
             ))),
             Some(Ok(Err(error))) => {
-                self.reauthenticate = status::classify(&error) == Fault::InvalidAuthToken;
+                self.reauthenticate = status::classify(&error).may_need_new_token();
                 Err(Session::Failed(format!("watch: {error}")))
             }
             Some(Ok(Ok((_, None)))) => Err(Session::Failed(

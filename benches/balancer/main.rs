@@ -1,0 +1,102 @@
+//! The balancer benchmarks of `make bench`: how fast an idle client drops a
+//! deregistered server, what balancing costs per request, and the tail under
+//! one slow server, each next to a baseline measured in the same run: a plain
+//! tonic `Channel` and tonic's `balance_channel`, fed by the same discovery.
+//!
+//! Run with `cargo bench --bench balancer` (or `make bench`). Without `--bench`
+//! (as under `cargo test --all-targets`) it exits at once: benchmarks never run
+//! in CI. Output: a markdown section on stdout; `--out FILE` also writes it
+//! there. `--quick` runs smaller sizes (for trying the harness out).
+//!
+//! The client runs on a single-threaded runtime on the main thread; the
+//! Greeter servers run on another thread with their own runtime, so that on a
+//! small machine the client's cost is not hidden behind the servers'.
+//!
+//! One module per concern: `measure` (allocations, CPU time, pinning),
+//! `servers`, `clients` (the compared clients and the runs), then one module
+//! per row: `remove` (2), `overhead` (4), `slow` (5).
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod clients;
+mod measure;
+mod overhead;
+mod remove;
+mod servers;
+mod slow;
+
+use std::time::Duration;
+
+use common::{section, Args};
+use measure::pin_to_cpu;
+use overhead::overhead;
+use remove::remove_latency;
+use slow::slow_instance;
+
+pub mod hello {
+    tonic::include_proto!("helloworld");
+}
+
+fn main() {
+    let Some(args) = Args::parse() else {
+        return;
+    };
+    pin_to_cpu(0);
+    let quick = args.quick;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = runtime.block_on(async {
+        let etcd = support::Etcd::start().await;
+        let mut rows = Vec::new();
+        let mut details = String::new();
+        if args.runs(2) {
+            eprintln!("remove latency…");
+            rows.push(
+                remove_latency(
+                    &etcd,
+                    if quick { 50 } else { 300 },
+                    if quick { 10 } else { 50 },
+                )
+                .await,
+            );
+        }
+        if args.runs(4) {
+            eprintln!("balancer overhead…");
+            let (overhead_rows, overhead_details) = if quick {
+                overhead(&etcd, 4, 100, 1_000).await
+            } else {
+                overhead(&etcd, 100, 300, 3_000).await
+            };
+            rows.extend(overhead_rows);
+            details = overhead_details;
+        }
+        if args.runs(5) {
+            eprintln!("tail under a slow instance…");
+            rows.push(
+                slow_instance(
+                    &etcd,
+                    Duration::from_secs(1),
+                    Duration::from_secs(if quick { 2 } else { 5 }),
+                )
+                .await,
+            );
+        }
+        section(
+            "Balancing",
+            "The client runs on a single-threaded tokio runtime; the Greeter servers \
+             (tonic, 127.0.0.1, `tcp_nodelay`) on another thread with their own \
+             single-threaded runtime. Every client uses the endpoint settings of \
+             `default_endpoint` (the plain Channel too) and is fed by a `Discovery` of \
+             the same local etcd.",
+            &rows,
+            &details,
+        )
+    });
+    args.finish(&text);
+}
