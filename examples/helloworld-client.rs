@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tonic::transport::Channel;
-use tonic_etcd::{Balancer, Discovery, DiscoveryHandle, Policy};
+use tonic_etcd::{Balancer, Discovery, DiscoveryView, Policy};
 
 use hello::greeter_client::GreeterClient;
 use hello::HelloRequest;
@@ -99,8 +99,8 @@ enum BalancerKind {
 /// A greeter client over one of the balancers.
 enum Greeter {
     Balancer(GreeterClient<Balancer>),
-    /// tonic's channel waits for an instance: the handle tells when there is none.
-    Tonic(GreeterClient<Channel>, DiscoveryHandle),
+    /// tonic's channel waits for an instance: the view tells when there is none.
+    Tonic(GreeterClient<Channel>, DiscoveryView),
 }
 
 fn main() -> ExitCode {
@@ -136,7 +136,8 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
     if let Some(namespace) = &args.namespace {
         discovery = discovery.namespace(namespace.as_str());
     }
-    let discovered = discovery.start().await?;
+    // No wait of our own: an etcd that does not answer fails the discovery
+    // after its startup timeout (3 s).
     let policy = match args.balancer {
         BalancerKind::RoundRobin => Some(Policy::RoundRobin),
         BalancerKind::Weighted => Some(Policy::Weighted),
@@ -147,12 +148,14 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         Some(policy) => Greeter::Balancer(GreeterClient::new(
             Balancer::builder(policy)
                 .endpoint(template)
-                .build(discovered),
+                .discover(discovery)
+                .await?,
         )),
         None => {
-            let handle = discovered.handle();
-            let channel = tonic_etcd::balance::channel(discovered, template);
-            Greeter::Tonic(GreeterClient::new(channel), handle)
+            let changes = discovery.changes().await?;
+            let view = changes.view();
+            let channel = tonic_etcd::balance::tonic_channel(changes, template);
+            Greeter::Tonic(GreeterClient::new(channel), view)
         }
     };
 
@@ -189,8 +192,8 @@ async fn say_hello(
     };
     let reply = match greeter {
         Greeter::Balancer(client) => tokio::time::timeout(timeout, client.say_hello(request)).await,
-        Greeter::Tonic(client, handle) => {
-            if handle.snapshot().is_empty() {
+        Greeter::Tonic(client, view) => {
+            if view.snapshot().is_empty() {
                 return Err(format!("no instance of service {}", args.service));
             }
             tokio::time::timeout(timeout, client.say_hello(request)).await

@@ -121,8 +121,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    // Handle signals from the start, so that an early SIGTERM still stops cleanly.
-    let mut stop = Box::pin(stop_signal()?);
+    // One stop signal for the whole run: it cuts the startup short below, and
+    // later starts the graceful shutdown.
+    let mut stop = Box::pin(tonic_etcd::shutdown_signal());
 
     // Bind before registering: a client that discovers us can connect at once.
     let incoming = TcpIncoming::bind(args.listen)
@@ -146,54 +147,47 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let instance = args.tls.annotate(instance);
     instance.validate()?;
 
-    let etcd = args.etcd.connect().await?;
-    let codec = tonic_etcd::codec::by_name(&args.format).expect("clap checked the format");
     let wait = Duration::from_millis(args.etcd_wait_ms);
-    let mut registrar = Registrar::new(etcd)
-        .codec_arc(codec)
-        .ttl(Duration::from_secs(args.ttl))
-        .startup_timeout(wait);
-    if let Some(namespace) = args.namespace {
-        registrar = registrar.namespace(namespace);
-    }
-    let registering = tokio::select! {
-        result = registrar.register(instance) => result,
-        signal = &mut stop => {
+    let registering = async {
+        let etcd = args.etcd.connect().await?;
+        let codec = tonic_etcd::codec::by_name(&args.format).expect("clap checked the format");
+        let mut registrar = Registrar::new(etcd)
+            .codec_arc(codec)
+            .ttl(Duration::from_secs(args.ttl))
+            .startup_timeout(wait);
+        if let Some(namespace) = args.namespace {
+            registrar = registrar.namespace(namespace);
+        }
+        let registration = registrar
+            .register(instance)
+            .await
+            .map_err(|error| registration_failed(error, &args.etcd.endpoints(), wait))?;
+        Ok::<_, Box<dyn std::error::Error>>(registration)
+    };
+    let registration = tokio::select! {
+        result = registering => result?,
+        () = &mut stop => {
             // Still waiting for etcd (--etcd-wait-ms). At worst, an attempt cut
             // short leaves a key that expires with its lease.
-            eprintln!("helloworld-server: {signal} before registering; stopped");
+            eprintln!("helloworld-server: SIGINT or SIGTERM before registering; stopped");
             return Ok(());
         }
     };
-    let registration = registering.map_err(|error| {
-        let endpoints = args.etcd.endpoints();
-        match error {
-            Error::Etcd(_) | Error::Timeout(_) if wait.is_zero() => format!(
-                "cannot register with etcd at {endpoints}: {}; \
-                 is etcd running? (--etcd-wait-ms N waits for it)",
-                cli::chain(&error)
-            ),
-            Error::Etcd(_) | Error::Timeout(_) => format!(
-                "cannot register with etcd at {endpoints} within {}ms: {}",
-                wait.as_millis(),
-                cli::chain(&error)
-            ),
-            error => cli::chain(&error),
-        }
-    })?;
     let key = registration.key().to_owned();
     eprintln!(
         "helloworld-server: listening on {listening}, registered {key} (ttl {}s)",
         args.ttl
     );
 
+    // On the signal: deregister at once, keep serving for the drain so that
+    // clients see the removal, then let tonic finish the requests in flight.
     let drain = Duration::from_millis(args.drain_ms);
-    let stopping = {
+    let signal = {
         let key = key.clone();
         async move {
-            let signal = stop.await;
+            stop.await;
             eprintln!(
-                "helloworld-server: {signal}: deregistering {key}, draining {}ms",
+                "helloworld-server: SIGINT or SIGTERM: deregistering {key}, draining {}ms",
                 drain.as_millis()
             );
         }
@@ -201,21 +195,34 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     args.tls
         .server(Server::builder())?
         .add_service(GreeterServer::new(Greeting { advertised }))
-        .serve_with_incoming_shutdown(incoming, registration.deregister_on(stopping, drain))
+        .serve_with_incoming_shutdown(incoming, registration.deregister_on(signal, drain))
         .await?;
+
+    // Already done on the signal, unless etcd failed then: one more try, and
+    // the error if that fails too (the key then expires with its lease).
+    if let Err(error) = registration.deregister().await {
+        eprintln!(
+            "helloworld-server: warning: {key} not deregistered: {}; it expires with its lease",
+            cli::chain(&error)
+        );
+    }
     eprintln!("helloworld-server: stopped");
     Ok(())
 }
 
-/// Resolves with the signal's name on the first SIGTERM or SIGINT.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        }
-    })
+/// The registration error, with a hint when etcd could not be reached.
+fn registration_failed(error: Error, endpoints: &str, wait: Duration) -> String {
+    match error {
+        Error::Etcd(_) | Error::Timeout(_) if wait.is_zero() => format!(
+            "cannot register with etcd at {endpoints}: {}; \
+             is etcd running? (--etcd-wait-ms N waits for it)",
+            cli::chain(&error)
+        ),
+        Error::Etcd(_) | Error::Timeout(_) => format!(
+            "cannot register with etcd at {endpoints} within {}ms: {}",
+            wait.as_millis(),
+            cli::chain(&error)
+        ),
+        error => cli::chain(&error),
+    }
 }

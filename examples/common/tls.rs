@@ -22,8 +22,9 @@
 //! tls: tls_args::ClientTlsArgs,
 //!
 //! let template = args.tls.endpoint_template()?;
-//! Balancer::builder(policy).endpoint(template.clone()).build(discovered)
-//! tonic_etcd::balance::channel(discovered, template)
+//! Balancer::builder(policy).endpoint(template).discover(discovery).await?
+//! // or, for tonic's channel:
+//! discovery.tonic_channel_with(template).await?
 //! ```
 
 #![allow(dead_code)]

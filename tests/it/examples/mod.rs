@@ -1,9 +1,11 @@
 //! The example binaries driven through their command-line contract, as an
 //! operator's script would; they must be built first (`cargo build
-//! --examples`). The examples themselves need the `tls` feature.
+//! --examples`). The helloworld examples need the `tls` feature; the quick
+//! starts do not.
 
 #[cfg(feature = "tls")]
 mod formats;
+mod quickstart;
 mod scenario;
 #[cfg(feature = "tls")]
 mod security;
