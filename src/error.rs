@@ -217,17 +217,41 @@ pub enum Error {
     },
 }
 
-/// Shows an error with its sources, `error: cause: root cause`, for logs and
-/// for states rendered as text. Each part is said once, as every layer's
-/// message leaves its cause to [`source`](std::error::Error::source).
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+/// Shows an error with its sources, `error: cause: root cause`: how the crate
+/// renders errors in its logs and in [`RegistrationState`](crate::RegistrationState),
+/// and how the examples print them.
+///
+/// Every error of this crate leaves its cause to
+/// [`source`](std::error::Error::source), so each part is said once. One
+/// rule covers other crates' errors that do repeat theirs (tonic's
+/// `ConnectError` shows its inner error and returns it as its source): a
+/// source that reads exactly like the part before it is left out.
+///
+/// ```
+/// use tonic_etcd::ErrorChain;
+///
+/// let cause = tonic_etcd::etcd_client::Error::IoError(std::io::Error::other("connection reset"));
+/// let error = tonic_etcd::Error::from(cause);
+/// assert_eq!(error.to_string(), "etcd request failed");
+/// assert_eq!(
+///     ErrorChain(&error).to_string(),
+///     "etcd request failed: io error: connection reset"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
-impl fmt::Display for Chain<'_> {
+impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let message = cause.to_string();
+            if message != last {
+                write!(f, ": {message}")?;
+                last = message;
+            }
             source = cause.source();
         }
         Ok(())
@@ -246,9 +270,27 @@ mod tests {
             source: Box::new(Error::Etcd(cause)),
         };
         assert_eq!(
-            Chain(&error).to_string(),
+            ErrorChain(&error).to_string(),
             "update of \"/services/a/1\" not written yet; it is written when the \
              registration recovers: etcd request failed: io error: connection reset"
         );
+    }
+
+    #[test]
+    fn a_source_that_repeats_its_error_is_said_once() {
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl fmt::Display for Repeats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Repeats(std::io::Error::other("refused"));
+        assert_eq!(ErrorChain(&error).to_string(), "refused");
     }
 }

@@ -108,7 +108,7 @@ pub mod tls;
 pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorChain, Result};
 pub use etcd::{connect, connect_options, EtcdConfig};
 pub use instance::Instance;
 pub use registration::shutdown_signal;

@@ -13,18 +13,7 @@ pub fn init_tracing() {
         .init();
 }
 
-/// An error and its sources, `outer: inner: root`.
+/// An error and its sources, `outer: inner: root` (the crate's renderer).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
+    tonic_etcd::ErrorChain(error).to_string()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::guard::{deregister, Registration};
-use crate::error::Chain;
+use crate::error::ErrorChain;
 
 /// Resolves when the process is asked to stop: on SIGTERM or SIGINT on Unix,
 /// on Ctrl-C elsewhere. Made for
@@ -105,7 +105,7 @@ impl Registration {
                     Ok(()) => info!(%key, ?drain, "deregistered on signal; draining"),
                     Err(error) => warn!(
                         %key,
-                        error = %Chain(&error),
+                        error = %ErrorChain(&error),
                         ?drain,
                         "deregistration on signal incomplete, the key expires with its lease; draining"
                     ),

@@ -27,15 +27,7 @@ use super::{free_ports, kill_now, spawn_etcd, tail, unique, wait_healthy};
 
 /// A fixture error and its sources, as the examples print them.
 pub fn chain(error: &tonic_etcd::Error) -> String {
-    use std::error::Error as _;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    tonic_etcd::ErrorChain(error).to_string()
 }
 
 /// A certificate and its private key, as PEM files.

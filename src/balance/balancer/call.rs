@@ -25,12 +25,13 @@ use tower::{Service, ServiceExt};
 use tracing::debug;
 
 use super::body::Slot;
-use super::failure::{chain, Failure};
+use super::failure::Failure;
 use super::head::Head;
 use super::load::InFlight;
 use super::policy::Policy;
 use super::shared::Shared;
 use super::target::Target;
+use crate::error::ErrorChain;
 
 /// The error of a balancer's requests.
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -235,10 +236,10 @@ impl Retry {
             shared.eject(&target, &error);
         }
         if failure == Failure::Other || !slot.is_full() {
-            debug!(key = %target.key, error = %chain(&error), "request failed; not retried");
+            debug!(key = %target.key, error = %ErrorChain(&error), "request failed; not retried");
             return Err(error.into());
         }
-        debug!(key = %target.key, error = %chain(&error), "request not sent; retrying");
+        debug!(key = %target.key, error = %ErrorChain(&error), "request not sent; retrying");
         if failure == Failure::NotSent && !self.reopened {
             self.reopened = true;
             self.again = Some(target);
@@ -310,7 +311,7 @@ fn unavailable(shared: &Shared, last_error: Option<&tonic::transport::Error>) ->
     };
     if let Some(error) = last_error {
         message.push_str("; last error: ");
-        message.push_str(&chain(error));
+        message.push_str(&ErrorChain(error).to_string());
     }
     Status::unavailable(message)
 }

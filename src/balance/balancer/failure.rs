@@ -1,6 +1,6 @@
 //! What a failed attempt says about its request and its endpoint
-//! ([`Failure`]), and how the balancer writes a transport error in its logs
-//! and messages ([`chain`]).
+//! ([`Failure`]). The balancer writes errors in its logs and messages with
+//! the crate's one renderer, [`ErrorChain`](crate::ErrorChain).
 
 use std::error::Error as StdError;
 
@@ -39,28 +39,6 @@ impl Failure {
         }
         Failure::Other
     }
-}
-
-/// An error and its sources, `outer: inner: root`.
-///
-/// The crate's own errors never repeat their source, but tonic's
-/// [`ConnectError`] is a transparent wrapper: it displays as its source and
-/// also returns it from `source()`. A source that reads exactly as the error
-/// before it is therefore left out.
-pub(super) fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if message != last {
-            text.push_str(": ");
-            text.push_str(&message);
-            last = message;
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -102,7 +80,10 @@ mod tests {
     fn a_transparent_wrapper_is_written_once() {
         let refused = std::io::Error::other("connection refused");
         let error = Outer(Box::new(ConnectError(Box::new(refused))));
-        assert_eq!(chain(&error), "outer: connection refused");
+        assert_eq!(
+            crate::ErrorChain(&error).to_string(),
+            "outer: connection refused"
+        );
     }
 
     #[tokio::test]
@@ -123,7 +104,7 @@ mod tests {
             .await
             .expect_err("nothing listens there");
         assert_eq!(Failure::of(&error), Failure::Unreachable);
-        let text = chain(&error);
+        let text = crate::ErrorChain(&error).to_string();
         let parts: Vec<&str> = text.split(": ").collect();
         let mut unique = parts.clone();
         unique.dedup();

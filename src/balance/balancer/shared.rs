@@ -18,13 +18,13 @@ use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::failure::chain;
 use super::picker::{p2c, smooth_weighted};
 use super::policy::Policy;
 use super::set::{Entry, Set};
 use super::status::EndpointStatus;
 use super::target::Target;
 use super::tasks::probe;
+use crate::error::ErrorChain;
 use crate::error::Result;
 use crate::instance::Instance;
 
@@ -230,7 +230,7 @@ impl Shared {
         warn!(
             key = %target.key,
             addr = %target.addr,
-            error = %chain(error),
+            error = %ErrorChain(error),
             "cannot connect; endpoint ejected, probing it in the background"
         );
         let span = info_span!(parent: None, "probe", service = %self.service, key = %target.key, addr = %target.addr);

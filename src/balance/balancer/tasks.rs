@@ -12,9 +12,9 @@ use tonic::transport::Endpoint;
 use tower::discover::Change;
 use tracing::{debug, info};
 
-use super::failure::chain;
 use super::shared::Shared;
 use crate::backoff::Backoff;
+use crate::error::ErrorChain;
 use crate::instance::Instance;
 
 /// First and longest pause between two connection attempts to an ejected
@@ -76,7 +76,7 @@ pub(super) async fn probe(shared: Weak<Shared>, key: String, epoch: u64, endpoin
                 return;
             }
             Err(error) => {
-                debug!(attempts = backoff.attempts(), error = %chain(&error), "still cannot connect");
+                debug!(attempts = backoff.attempts(), error = %ErrorChain(&error), "still cannot connect");
                 if shared.strong_count() == 0 {
                     return;
                 }

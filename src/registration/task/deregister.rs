@@ -6,7 +6,7 @@ use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tracing::{info, warn};
 
 use super::{Reply, Task};
-use crate::error::{Chain, Result};
+use crate::error::{ErrorChain, Result};
 use crate::etcd::status::{fault_of, Fault};
 use crate::registration::state::RegistrationState;
 
@@ -76,7 +76,7 @@ impl Task {
         match &result {
             Ok(()) => info!(key = %self.key, "deregistered"),
             Err(error) => {
-                warn!(key = %self.key, error = %Chain(error), "deregistration incomplete; the key expires with its lease")
+                warn!(key = %self.key, error = %ErrorChain(error), "deregistration incomplete; the key expires with its lease")
             }
         }
         self.state.send_replace(RegistrationState::Deregistered);

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{Session, Task};
 use crate::backoff::Backoff;
-use crate::error::{Chain, Result};
+use crate::error::{ErrorChain, Result};
 use crate::etcd::retry_transient;
 use crate::registration::state::RegistrationState;
 
@@ -44,8 +44,8 @@ impl Task {
                     }
                     // The last attempt is made at the deadline.
                     let delay = backoff.next_delay().min(deadline - now);
-                    warn!(key = %self.key, error = %Chain(&error), "etcd not reachable yet, retrying");
-                    self.set_reconnecting(Chain(&error), backoff.attempts());
+                    warn!(key = %self.key, error = %ErrorChain(&error), "etcd not reachable yet, retrying");
+                    self.set_reconnecting(ErrorChain(&error), backoff.attempts());
                     tokio::time::sleep(delay).await;
                 }
             }

@@ -31,7 +31,7 @@ use tracing::warn;
 use super::state::RegistrationState;
 use crate::backoff::Backoff;
 use crate::codec::Codec;
-use crate::error::{Chain, Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::etcd::retry_transient;
 use crate::instance::Instance;
 
@@ -204,8 +204,8 @@ impl Task {
                     }
                     Err(error) => {
                         let attempt = backoff.attempts() + 1;
-                        warn!(key = %self.key, error = %Chain(&error), attempt, "re-registration failed");
-                        self.set_reconnecting(Chain(&error), attempt);
+                        warn!(key = %self.key, error = %ErrorChain(&error), attempt, "re-registration failed");
+                        self.set_reconnecting(ErrorChain(&error), attempt);
                         let delay = backoff.next_delay();
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}

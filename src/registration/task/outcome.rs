@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::Reply;
-use crate::error::{Chain, Error};
+use crate::error::{Error, ErrorChain};
 
 /// Why [`Task::hold`](super::Task::hold) returned.
 pub(super) enum Outcome {
@@ -56,7 +56,7 @@ impl fmt::Display for LeaseLoss {
             }
             Self::WatchClosed => f.write_str("the watch of the own key closed"),
             Self::UpdateNotWritten => f.write_str("the updated value could not be written"),
-            Self::Failed(error) => Chain(error).fmt(f),
+            Self::Failed(error) => ErrorChain(error).fmt(f),
         }
     }
 }

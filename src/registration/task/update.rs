@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use super::outcome::{LeaseLoss, Outcome};
 use super::Task;
-use crate::error::{Chain, Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::instance::Instance;
 
 impl Task {
@@ -28,7 +28,7 @@ impl Task {
                 Ok(())
             }
             Err(error) => {
-                warn!(key = %self.key, lease_id, error = %Chain(&error), "update not written; registering again");
+                warn!(key = %self.key, lease_id, error = %ErrorChain(&error), "update not written; registering again");
                 let _ = reply.send(Err(self.pending(error)));
                 Err(Outcome::Lost(LeaseLoss::UpdateNotWritten))
             }
