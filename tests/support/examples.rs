@@ -26,7 +26,7 @@ use super::{example_bin, free_port};
 
 /// Environment variables of the examples that the test sets explicitly, never
 /// inherits: the endpoints come from `--etcd`, the password from the test.
-const CLEARED_ENV: [&str; 2] = ["ETCD_ENDPOINTS", "ETCD_PASSWORD"];
+const CLEARED_ENV: [&str; 3] = ["ETCD_ENDPOINTS", "ETCD_PASSWORD", "LISTEN_ADDR"];
 
 /// How often the polls below look again.
 const POLL: Duration = Duration::from_millis(20);
@@ -55,7 +55,8 @@ impl Cmd {
         Cmd::new("helloworld-client")
     }
 
-    fn new(name: &'static str) -> Cmd {
+    /// The example binary `name` (e.g. `quickstart-server`) with no flags yet.
+    pub fn new(name: &'static str) -> Cmd {
         Cmd {
             name,
             args: Vec::new(),
@@ -243,6 +244,12 @@ impl Proc {
     }
 
     /// Whether the process still runs.
+    /// How long since it was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.exited().is_none()
     }

@@ -16,14 +16,12 @@
 //! The example binaries must be built first: `cargo build --examples`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tempfile::TempDir;
+use nix::sys::signal::Signal;
 
 use crate::support;
+use crate::support::examples::Cmd;
 use crate::support::kv::get;
 use crate::support::Etcd;
 
@@ -144,113 +142,6 @@ fn verbatim_blocks_are_found_and_compared_exactly() {
     );
 }
 
-/// A quick start binary running with only the environment it is given, its
-/// output going to files. Killed (SIGKILL) on drop. (`support::examples::Cmd`
-/// drives the helloworld examples by their flags; the quick starts take none.)
-struct Example {
-    name: &'static str,
-    child: Option<Child>,
-    status: Option<ExitStatus>,
-    started: Instant,
-    dir: TempDir,
-}
-
-impl Example {
-    fn spawn(name: &'static str, args: &[&str], env: &[(&str, &str)]) -> Example {
-        let dir = tempfile::Builder::new()
-            .prefix("tonic-etcd-quickstart-")
-            .tempdir()
-            .expect("create a temp dir for the output");
-        let mut command = Command::new(support::example_bin(name));
-        for key in ["ETCD_ENDPOINTS", "LISTEN_ADDR", "ETCD_PASSWORD"] {
-            command.env_remove(key);
-        }
-        let child = command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
-            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-        Example {
-            name,
-            child: Some(child),
-            status: None,
-            started: Instant::now(),
-            dir,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
-    /// Everything it printed, for failure messages.
-    fn output(&self) -> String {
-        format!(
-            "{}: --- stdout ---\n{}--- stderr ---\n{}--- end ---",
-            self.name,
-            self.stdout(),
-            self.stderr()
-        )
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(child) = &self.child {
-            let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
-            let _ = kill(pid, signal);
-        }
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(child) = &mut self.child {
-                self.status = child.try_wait().expect("wait for the example");
-            }
-        }
-        self.status
-    }
-
-    /// Waits for the exit; kills it and panics with its output after `within`.
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                self.kill_now();
-                panic!(
-                    "{} still running after {within:?}; killed it\n{}",
-                    self.name,
-                    self.output()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn kill_now(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            if let Ok(status) = child.wait() {
-                self.status.get_or_insert(status);
-            }
-        }
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        self.kill_now();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_server_and_client_work_against_etcd() -> Result {
     support::init_tracing();
@@ -260,11 +151,10 @@ async fn quickstart_server_and_client_work_against_etcd() -> Result {
     let addr = format!("127.0.0.1:{}", support::free_port());
     let key = format!("/services/helloworld/{addr}");
 
-    let mut server = Example::spawn(
-        "quickstart-server",
-        &[],
-        &[("ETCD_ENDPOINTS", &endpoint), ("LISTEN_ADDR", &addr)],
-    );
+    let mut server = Cmd::new("quickstart-server")
+        .env("ETCD_ENDPOINTS", &endpoint)
+        .env("LISTEN_ADDR", &addr)
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(&client, &key).await.is_none() {
         if let Some(status) = server.exited() {
@@ -280,9 +170,11 @@ async fn quickstart_server_and_client_work_against_etcd() -> Result {
         );
         tokio::time::sleep(POLL).await;
     }
-    eprintln!("registered {:?} after start", server.started.elapsed());
+    eprintln!("registered {:?} after start", server.elapsed());
 
-    let mut greeter = Example::spawn("quickstart-client", &[], &[("ETCD_ENDPOINTS", &endpoint)]);
+    let mut greeter = Cmd::new("quickstart-client")
+        .env("ETCD_ENDPOINTS", &endpoint)
+        .spawn();
     let status = greeter.wait_exit(Duration::from_secs(20)).await;
     assert!(
         status.success(),
@@ -329,7 +221,6 @@ async fn quickstart_server_and_client_work_against_etcd() -> Result {
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn helloworld_client_gives_up_on_an_etcd_that_never_answers() -> Result {
-    use crate::support::examples::Cmd;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
