@@ -201,7 +201,16 @@ async fn kill_under_load(policy: Policy) -> (usize, Vec<String>) {
         .endpoints()
         .iter()
         .any(|e| e.instance.addr == victim && !e.ready);
-    assert!(ejected, "{policy}: the killed server is not ejected");
+    // Round robin and weighted reach every endpoint, so they find the dead
+    // one. p2c need not: with three endpoints it picks the cheaper of two, and
+    // a victim whose load estimate was the highest when it died (a latency
+    // spike on a loaded machine) is never picked, so never tried, and nothing
+    // tells the balancer it is gone. That costs no request, which is what this
+    // test is about; noticing it anyway is health checking's job.
+    assert!(
+        ejected || policy == Policy::P2c,
+        "{policy}: the killed server is not ejected"
+    );
     // Its registration is still there (as after a crash, until the lease expires).
     assert_eq!(balancer.endpoints().len(), 3);
     eprintln!(
