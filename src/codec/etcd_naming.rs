@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
+use super::namespace::join;
+use super::shared::decode_error;
 use super::shared::{id_from_key, validate_free_namespace, weight_from_json};
-use super::{decode_error, join, Codec};
+use super::Codec;
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
 

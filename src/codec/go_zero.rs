@@ -1,7 +1,9 @@
 //! The layout of go-zero's `core/discov`, used by zrpc.
 
+use super::namespace::join;
+use super::shared::decode_error;
 use super::shared::{bare_instance, validate_free_namespace};
-use super::{decode_error, join, Codec};
+use super::Codec;
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
 

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::namespace::join;
 use super::shared::clamp_weight;
-use super::{decode_error, join, Codec};
+use super::shared::decode_error;
+use super::Codec;
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
 

@@ -1,7 +1,9 @@
 //! The plain layout of go-kit's `sd/etcdv3` and of hand-written Go registries.
 
+use super::namespace::join;
 use super::shared::bare_instance;
-use super::{decode_error, join, Codec};
+use super::shared::decode_error;
+use super::Codec;
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
 

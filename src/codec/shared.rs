@@ -2,10 +2,11 @@
 //! values, and the namespace rule of layouts whose keys need no leading `/`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde_json::Value as Json;
 
-use super::normalize_namespace;
+use super::namespace::normalize_namespace;
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 
@@ -93,6 +94,19 @@ pub(super) fn validate_free_namespace(namespace: &str) -> Result<()> {
         return fail("must not contain an empty segment ('//')");
     }
     Ok(())
+}
+
+/// Lossy UTF-8 rendering of a key for errors and logs.
+pub(crate) fn key_str(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// A [`Error::Decode`] for the value at `key`.
+pub(crate) fn decode_error(key: &str, reason: impl fmt::Display) -> Error {
+    Error::Decode {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]

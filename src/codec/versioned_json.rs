@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::shared::decode_error;
 use super::shared::weight_from_json;
-use super::{decode_error, Codec};
+use super::Codec;
 use crate::error::Result;
 use crate::instance::{validate_addr, Instance};
 
