@@ -1,6 +1,6 @@
 //! [`EtcdConfig`]: how to reach etcd, checked before connecting.
 //!
-//! (About 430 lines: one builder method per option, each with its example, and
+//! (About 480 lines: one builder method per option, each with its example, and
 //! the tests. The endpoint checks live in `endpoints.rs`, the TLS handshake
 //! check in `probe.rs`.)
 
