@@ -72,7 +72,11 @@
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
 //!   balanced channel). An adapter for another gRPC transport belongs here.
 //! - **Outside the library**: the examples (helloworld server and client,
-//!   quick start), the `tonic-etcd` CLI, the tests, and the benches.
+//!   the quick starts), the tests (one binary, `tests/it`, with the etcd
+//!   fixture in `tests/support`), and the benches.
+//!
+//! etcd-client's errors carry tonic's `Status`; the ground reads their codes in
+//! one private module (`etcd::status`), and nothing above it sees them.
 //!
 //! # Feature flags
 //!
