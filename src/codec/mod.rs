@@ -1,4 +1,4 @@
-//! Registry layouts: how an [`Instance`] becomes an etcd key and value, and back.
+//! Registry layouts: how an [`Instance`](crate::Instance) becomes an etcd key and value, and back.
 //!
 //! A layout is a [`Codec`]: pure functions, no I/O. Registration writes with one
 //! and discovery reads with one; both default to the crate's own, [`Native`].
