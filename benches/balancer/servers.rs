@@ -15,34 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tonic::transport::server::Connected;
 use tonic::transport::Server as TonicServer;
-use tonic::{Request, Response, Status};
 use tonic_etcd::Instance;
 
-use crate::hello::greeter_server::{Greeter, GreeterServer};
-use crate::hello::{HelloReply, HelloRequest};
 use crate::measure::pin_to_cpu;
-
-struct Hello {
-    addr: SocketAddr,
-    delay: Duration,
-    served: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.served.fetch_add(1, Ordering::Relaxed);
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} from {}", request.into_inner().name, self.addr),
-        }))
-    }
-}
+use crate::support::balancer::counting_service;
 
 /// A server's connection, counted among its server's open connections until
 /// the server drops it (when the client closes it).
@@ -170,14 +146,10 @@ impl Servers {
                             Some((next, listener))
                         }
                     });
-                    let hello = Hello {
-                        addr: server.addr,
-                        delay,
-                        served: server.served,
-                    };
+                    let hello = counting_service(server.addr, delay, server.served);
                     tokio::spawn(
                         TonicServer::builder()
-                            .add_service(GreeterServer::new(hello))
+                            .add_service(hello)
                             .serve_with_incoming(incoming),
                     );
                 }

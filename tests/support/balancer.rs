@@ -54,10 +54,20 @@ impl hello::greeter_server::Greeter for Hello {
 
 /// The greeter service: `Hello {name} from {addr}` at once.
 pub fn service(addr: SocketAddr) -> GreeterServer<impl hello::greeter_server::Greeter> {
+    counting_service(addr, Duration::ZERO, Arc::default())
+}
+
+/// The greeter service answering after `delay`, counting its answers in
+/// `served` (the benches' servers use it too).
+pub fn counting_service(
+    addr: SocketAddr,
+    delay: Duration,
+    served: Arc<AtomicUsize>,
+) -> GreeterServer<impl hello::greeter_server::Greeter> {
     GreeterServer::new(Hello {
         addr,
-        served: Arc::default(),
-        delay: Duration::ZERO,
+        served,
+        delay,
     })
 }
 
