@@ -17,7 +17,8 @@
 //!
 //! - [`changes`]: instances in the native layout and a discovery's change stream.
 //! - [`kv`]: plain reads of keys, values and leases.
-//! - [`proxy`]: a TCP proxy whose connections a test can cut.
+//! - [`proxy`]: a TCP proxy that can cut, reset, delay or black-hole connections.
+//! - [`freeze`]: SIGSTOP / SIGCONT of a member ([`Etcd::freeze`]).
 //! - [`balancer`]: greeter servers to balance over, and requests through them.
 //! - [`examples`]: the example binaries, driven as an operator's script would.
 //! - `secure` (feature `tls`): etcd with TLS, client certificates and users.
@@ -28,6 +29,7 @@
 pub mod balancer;
 pub mod changes;
 pub mod examples;
+pub mod freeze;
 pub mod kv;
 pub mod proxy;
 #[cfg(feature = "tls")]
@@ -69,6 +71,8 @@ pub struct Etcd {
     /// `name=http://127.0.0.1:peer,...` of every member of the cluster.
     initial_cluster: String,
     token: String,
+    /// Flags added to every start, e.g. `--quota-backend-bytes`.
+    extra: Vec<String>,
     child: Option<Child>,
     // Declared last: dropped after the process is killed in `Drop`.
     dir: TempDir,
@@ -88,6 +92,12 @@ impl std::fmt::Debug for Etcd {
 impl Etcd {
     /// Starts a single-member cluster and waits until it is healthy.
     pub async fn start() -> Etcd {
+        Etcd::start_with(&[]).await
+    }
+
+    /// Like [`start`](Etcd::start), with `extra` flags for etcd on every
+    /// (re)start, e.g. `["--quota-backend-bytes", "65536"]`.
+    pub async fn start_with(extra: &[&str]) -> Etcd {
         // A free port can be taken by someone else between our probe and etcd's
         // bind; try fresh ports a few times before giving up.
         let mut attempt = 0;
@@ -97,6 +107,7 @@ impl Etcd {
             let [client_port, peer_port] = free_ports::<2>();
             let initial_cluster = format!("{name}=http://127.0.0.1:{peer_port}");
             let mut etcd = Etcd::prepare(name, client_port, peer_port, initial_cluster);
+            etcd.extra = extra.iter().map(|s| (*s).to_owned()).collect();
             etcd.spawn();
             match etcd.wait_healthy().await {
                 Ok(()) => return etcd,
@@ -121,6 +132,7 @@ impl Etcd {
             client_port,
             peer_port,
             initial_cluster,
+            extra: Vec::new(),
             child: None,
             dir,
         }
@@ -248,7 +260,7 @@ impl Etcd {
         assert!(self.child.is_none(), "etcd {} already running", self.name);
         let client_url = self.endpoint();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = spawn_etcd(&self.log_path(), &[], |command| {
+        let child = spawn_etcd(&self.log_path(), &self.extra, |command| {
             command
                 .arg("--name")
                 .arg(&self.name)

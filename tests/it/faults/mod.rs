@@ -8,5 +8,6 @@ mod cluster;
 mod etcd_down;
 mod idle_client;
 mod operator;
+mod proxy_modes;
 mod rolling_restart;
 mod startup;
