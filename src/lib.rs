@@ -76,7 +76,10 @@
 //!   fixture in `tests/support`), and the benches.
 //!
 //! etcd-client's errors carry tonic's `Status`; the ground reads their codes in
-//! one private module (`etcd::status`), and nothing above it sees them.
+//! one private module (`etcd::status`), and nothing above it sees them. The
+//! etcd client's own channel is tonic's too: the crate's failover channel
+//! (private `etcd::failover`: requests pinned to one member, moved when it
+//! stops answering) is the ground's one other module that names tonic.
 //!
 //! # Feature flags
 //!

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
+use super::failover::Failover;
 #[cfg(feature = "tls")]
 use super::pem::Pem;
 #[cfg(feature = "tls")]
@@ -302,7 +303,8 @@ impl EtcdConfig {
             check.check(&self.endpoints).await?;
         }
         let limit = self.connect_timeout * 2;
-        let connecting = Client::connect(&self.endpoints, Some(options));
+        let connecting =
+            Client::connect_with_balanced_channel(&self.endpoints, Some(options), Failover);
         match tokio::time::timeout(limit, connecting).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(source)) => match &self.user {

@@ -7,6 +7,7 @@
 
 mod config;
 mod endpoints;
+mod failover;
 mod pem;
 #[cfg(feature = "tls")]
 mod probe;

@@ -196,8 +196,8 @@ async fn connection(
     };
     if reset {
         // SO_LINGER 0: closing sends RST instead of FIN.
-        let _ = inbound.set_linger(Some(Duration::ZERO));
-        let _ = outbound.set_linger(Some(Duration::ZERO));
+        let _ = inbound.set_zero_linger();
+        let _ = outbound.set_zero_linger();
     }
 }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{WatchOptions, WatchResponse, WatchStream};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::fetch::fetch;
@@ -21,7 +21,15 @@ use crate::etcd::status;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for etcd to confirm a new watch. A stream can open and then stay
 /// silent when etcd is unreachable; without this the task would wait forever.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
+const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a watch asks etcd for its progress (`WatchProgressRequest`),
+/// which etcd answers at once with the revision it is at.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A watch that hears nothing for this long, progress requests included,
+/// is on a member that hangs (frozen, black-holed, stalled disk): the
+/// session ends and the next watch goes to a member that answers. A hung
+/// member is thus noticed within 3 s (plus a progress period).
+pub(crate) const SILENT_LIMIT: Duration = Duration::from_secs(3);
 
 /// How one watch session ended.
 #[derive(Debug)]
@@ -187,22 +195,45 @@ impl Watcher {
 
     /// Handles `first` and every later response of the watch, until one ends
     /// the session or the stream fails or ends.
-    async fn pump(
-        &mut self,
-        mut stream: WatchStream,
-        first: WatchResponse,
-        resynced: bool,
-    ) -> Session {
+    ///
+    /// Asks for the watch's progress every [`PROGRESS_EVERY`], and ends the
+    /// session when etcd says nothing for [`SILENT_LIMIT`].
+    async fn pump(&mut self, stream: WatchStream, first: WatchResponse, resynced: bool) -> Session {
+        let (mut requests, mut responses) = stream.split();
         let mut next = Some(first);
+        let mut heard = Instant::now();
+        let mut ticks = tokio::time::interval_at(heard + PROGRESS_EVERY, PROGRESS_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let response = match next.take() {
                 Some(response) => response,
-                None => match unless_closed(&self.tx, stream.message()).await {
-                    None => return Session::Shutdown,
-                    Some(Ok(Some(response))) => response,
-                    Some(Ok(None)) => return Session::Failed("watch stream ended".into()),
-                    Some(Err(error)) => return Session::Failed(format!("watch: {error}")),
-                },
+                None => {
+                    let received = tokio::select! {
+                        biased;
+                        _ = self.tx.closed() => return Session::Shutdown,
+                        received = responses.message() => received,
+                        _ = ticks.tick() => {
+                            if heard.elapsed() >= SILENT_LIMIT {
+                                return Session::Failed(format!(
+                                    "etcd answered nothing for {SILENT_LIMIT:?}, progress requests \
+                                     included: the member hangs; watching through another"
+                                ));
+                            }
+                            // A full request queue means etcd is not reading: the
+                            // silence check above ends the session.
+                            let _ = timeout(PROGRESS_EVERY, requests.request_progress()).await;
+                            continue;
+                        }
+                    };
+                    match received {
+                        Ok(Some(response)) => {
+                            heard = Instant::now();
+                            response
+                        }
+                        Ok(None) => return Session::Failed("watch stream ended".into()),
+                        Err(error) => return Session::Failed(format!("watch: {error}")),
+                    }
+                }
             };
             if let Some(end) = self.on_response(response, resynced) {
                 return end;

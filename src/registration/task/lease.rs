@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use etcd_client::WatchOptions;
+use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, WatchOptions, WatchStream};
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
@@ -104,23 +104,44 @@ impl Task {
     async fn open(&self, lease_id: i64) -> Result<Session> {
         let put = self.put(lease_id).await?;
         let revision = put.header().map_or(0, |h| h.revision());
-        let (keeper, keepalive) = self
-            .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
-            .await?;
-        let key = self.key.as_str();
-        let watch = self
-            .call(|mut client| async move {
-                let options = WatchOptions::new().with_start_revision(revision + 1);
-                client.watch(key, Some(options)).await
-            })
-            .await?;
+        // Both at once: one round trip, not two, on a slow link.
+        let (keepalive, watch) = tokio::join!(
+            self.keepalive_stream(lease_id),
+            self.own_key_watch(revision)
+        );
+        let ((keeper, keepalive, since), watch) = (keepalive?, watch?);
         info!(key = %self.key, lease_id, revision, "registered");
         Ok(Session {
             lease_id,
             keeper,
             keepalive,
             watch,
+            since,
+            revision,
         })
+    }
+
+    /// Opens a keepalive stream of `lease_id` (which sends its first
+    /// keepalive at once); returns it with when that keepalive was sent.
+    pub(super) async fn keepalive_stream(
+        &self,
+        lease_id: i64,
+    ) -> Result<(LeaseKeeper, LeaseKeepAliveStream, Instant)> {
+        let since = Instant::now();
+        let (keeper, keepalive) = self
+            .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
+            .await?;
+        Ok((keeper, keepalive, since))
+    }
+
+    /// Watches the own key from after `revision`.
+    pub(super) async fn own_key_watch(&self, revision: i64) -> Result<WatchStream> {
+        let key = self.key.as_str();
+        self.call(|mut client| async move {
+            let options = WatchOptions::new().with_start_revision(revision + 1);
+            client.watch(key, Some(options)).await
+        })
+        .await
     }
 
     /// Revokes a lease of ours that no longer holds the key, without waiting.

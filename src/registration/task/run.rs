@@ -25,6 +25,10 @@ pub(super) struct Session {
     pub(super) keeper: LeaseKeeper,
     pub(super) keepalive: LeaseKeepAliveStream,
     pub(super) watch: WatchStream,
+    /// When the keepalive stream's first keepalive was sent.
+    pub(super) since: tokio::time::Instant,
+    /// Every change of the own key up to this revision has been seen.
+    pub(super) revision: i64,
 }
 
 /// The registration's task state.
@@ -87,15 +91,18 @@ impl Task {
         Duration::from_secs(self.ttl as u64)
     }
 
-    /// Deadline of one etcd request: the TTL, within 1..=5 s.
+    /// Deadline of one etcd request with its quick retries: the TTL, within
+    /// 4..=6 s, so that a hung attempt (1.5 s) leaves time for at least two
+    /// more on another member.
     pub(super) fn request_timeout(&self) -> Duration {
         self.ttl()
-            .clamp(Duration::from_secs(1), Duration::from_secs(5))
+            .clamp(Duration::from_secs(4), Duration::from_secs(6))
     }
 
     /// Sends one etcd request built by `request` from a client, again at once
-    /// if it fails on its way (a member down or changing leader), all within
-    /// [`request_timeout`](Self::request_timeout).
+    /// if it fails on its way (a member down, changing leader, or not
+    /// answering within 1.5 s: the channel then picks another member), all
+    /// within [`request_timeout`](Self::request_timeout).
     pub(super) async fn call<T, F, Fut>(&self, mut request: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,

@@ -6,6 +6,7 @@ mod bad_input;
 mod churn;
 mod cluster;
 mod etcd_down;
+mod hung_member;
 mod idle_client;
 mod operator;
 mod proxy_modes;
