@@ -17,7 +17,16 @@
 //! - watches its own key: a key deleted or overwritten without a lease behind its
 //!   back (`etcdctl del`, `etcdctl put`) is put back at once, and a key now
 //!   carrying another lease means a newer registration of the same key took
-//!   over: this one reports [`RegistrationState::Displaced`] and stops re-putting.
+//!   over: this one reports [`RegistrationState::Displaced`], stops re-putting,
+//!   and stands by: once the key is free again (its holder deregistered or
+//!   expired) it takes it back, on condition that nobody wrote it meanwhile;
+//! - survives members that hang: the crate's etcd channel moves requests off
+//!   a member that stops answering, each request attempt has a 1.5 s
+//!   deadline and is sent again elsewhere, and a keepalive unanswered for
+//!   TTL/2 opens the streams again, on the same lease, through another
+//!   member. Keepalives renew every TTL/3 whatever the round trip; the key
+//!   stays for round trips up to about TTL/3 (a warning is logged from 3/4
+//!   of that).
 //!
 //! [`Registration::deregister`] stops that task first, then deletes the key (only
 //! if it is still ours) and revokes the lease. For a graceful stop of a tonic

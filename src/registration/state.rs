@@ -12,7 +12,9 @@
 ///     RegistrationState::Reconnecting { error, attempt } => {
 ///         println!("reconnecting (attempt {attempt}): {error}")
 ///     }
-///     RegistrationState::Displaced { by_lease } => println!("taken over by {by_lease:x}"),
+///     RegistrationState::Displaced { by_lease } => {
+///         println!("standing by: {by_lease:x} holds the key")
+///     }
 ///     RegistrationState::Deregistered => println!("gone"),
 ///     _ => {}
 /// }
@@ -33,7 +35,14 @@ pub enum RegistrationState {
         /// How many attempts failed in a row.
         attempt: u32,
     },
-    /// Another registration of the same key took it over; this one stopped.
+    /// Another registration of the same key (a newer one of the same
+    /// instance, or another server given the same address) holds it: this
+    /// one stands by. It checks the key every TTL/3 and, once the key is
+    /// free (deleted, or expired with its holder's lease, and not written
+    /// again), takes it back with a fresh lease and becomes `Registered`.
+    /// [`update`](super::Registration::update) fails meanwhile with
+    /// [`Error::Displaced`](crate::Error::Displaced), the new value kept for
+    /// the take-back.
     Displaced {
         /// The lease that now holds the key.
         by_lease: i64,

@@ -17,6 +17,7 @@ use crate::etcd::retry_transient;
 use crate::instance::Instance;
 use crate::registration::state::RegistrationState;
 
+use super::displaced::Standby;
 use super::{Command, Outcome, SessionHandle};
 
 /// One lease and the streams that go with it.
@@ -138,7 +139,7 @@ impl Task {
         });
     }
 
-    /// Runs until deregistered, dropped or displaced.
+    /// Runs until deregistered or dropped (standing by while displaced).
     pub(in crate::registration) async fn run(
         mut self,
         first: SessionHandle,
@@ -149,10 +150,16 @@ impl Task {
         loop {
             let Some(current) = session.take() else {
                 let attempt = match self.taken_by().await {
-                    Ok(Some(by_lease)) => {
-                        self.displaced(by_lease, None, &mut commands).await;
-                        return;
-                    }
+                    Ok(Some(by_lease)) => match self.displaced(by_lease, None, &mut commands).await
+                    {
+                        Standby::TookBack(new) => {
+                            backoff.reset();
+                            session = Some(new);
+                            continue;
+                        }
+                        Standby::Reregister => continue,
+                        Standby::Ended => return,
+                    },
                     Ok(None) => self.establish().await,
                     Err(error) => Err(error),
                 };
@@ -196,9 +203,14 @@ impl Task {
                     self.stale_leases.push(lease_id);
                 }
                 Outcome::Displaced(by_lease) => {
-                    self.displaced(by_lease, Some(lease_id), &mut commands)
-                        .await;
-                    return;
+                    match self
+                        .displaced(by_lease, Some(lease_id), &mut commands)
+                        .await
+                    {
+                        Standby::TookBack(new) => session = Some(new),
+                        Standby::Reregister => {}
+                        Standby::Ended => return,
+                    }
                 }
                 Outcome::Stop(reply) => {
                     self.finish(Some(lease_id), reply).await;

@@ -5,6 +5,7 @@
 mod bad_input;
 mod churn;
 mod cluster;
+mod duplicate_address;
 mod etcd_down;
 mod hung_member;
 mod idle_client;
