@@ -19,7 +19,7 @@ use crate::registration::state::RegistrationState;
 /// How a stand-by ended.
 pub(super) enum Standby {
     /// The key was free and is ours again, held by this session.
-    TookBack(Session),
+    TookBack(Box<Session>),
     /// The key was put with a fresh lease of ours but its streams did not
     /// open: register again (the lease is among the stale ones).
     Reregister,
@@ -131,14 +131,14 @@ impl Task {
             self.own_key_watch(revision)
         );
         match (keepalive, watch) {
-            (Ok((keeper, keepalive, since)), Ok(watch)) => Ok(Taken::Yes(Session {
+            (Ok((keeper, keepalive, since)), Ok(watch)) => Ok(Taken::Yes(Box::new(Session {
                 lease_id,
                 keeper,
                 keepalive,
                 watch,
                 since,
                 revision,
-            })),
+            }))),
             (Err(error), _) | (_, Err(error)) => {
                 warn!(key = %self.key, error = %ErrorChain(&error), "took the key back but its streams did not open; registering again");
                 self.stale_leases.push(lease_id);
@@ -150,7 +150,7 @@ impl Task {
 
 /// What [`Task::take_back`] did.
 enum Taken {
-    Yes(Session),
+    Yes(Box<Session>),
     /// Put, but the streams did not open.
     OpenFailed,
     /// The key is held (by this lease, if known).

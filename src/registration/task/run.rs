@@ -154,7 +154,7 @@ impl Task {
                     {
                         Standby::TookBack(new) => {
                             backoff.reset();
-                            session = Some(new);
+                            session = Some(*new);
                             continue;
                         }
                         Standby::Reregister => continue,
@@ -207,7 +207,7 @@ impl Task {
                         .displaced(by_lease, Some(lease_id), &mut commands)
                         .await
                     {
-                        Standby::TookBack(new) => session = Some(new),
+                        Standby::TookBack(new) => session = Some(*new),
                         Standby::Reregister => {}
                         Standby::Ended => return,
                     }
