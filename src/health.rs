@@ -36,7 +36,9 @@
 //! `NOT_SERVING` (the clients that check health stop sending at once: their
 //! `Watch` stream carries it within a round trip), takes the key out, then
 //! deregisters and waits `drain` while tonic still serves, as
-//! [`Registration::deregister_on`] does.
+//! [`Registration::deregister_on`] does; last, it clears those services
+//! from the reporter, which ends the `Watch` streams (tonic's graceful
+//! shutdown waits for every open stream).
 //!
 //! ```no_run
 //! # async fn run(etcd: tonic_etcd::etcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -161,8 +163,12 @@ async fn apply(switch: &crate::registration::ServingSwitch, service: &str, servi
 /// A graceful shutdown future for tonic's `serve_with_shutdown`, in the order
 /// that loses no request: when `signal` fires, sets each of `services`
 /// `NOT_SERVING` in `reporter` (clients that check health stop sending),
-/// takes the key out of discovery, deregisters, then waits `drain` while
-/// still serving, as [`Registration::deregister_on`] does.
+/// takes the key out of discovery, deregisters, waits `drain` while still
+/// serving, as [`Registration::deregister_on`] does, then clears those
+/// services from the reporter: their `Watch` streams end, which tonic's
+/// graceful shutdown would otherwise wait for forever. Serve with
+/// `TCP_NODELAY` (`TcpIncoming::with_nodelay`), or the NOT_SERVING message
+/// may sit ~40 ms in the server's socket (Nagle's algorithm).
 ///
 /// ```no_run
 /// # async fn f(registration: tonic_etcd::Registration) {
@@ -192,22 +198,33 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let switch = registration.serving_switch();
-    let reporter = reporter.clone();
+    let mut reporter = reporter.clone();
     let services: Vec<String> = services.into_iter().map(Into::into).collect();
     let key = registration.key().to_owned();
-    let not_serving_first = async move {
-        signal.await;
-        for service in &services {
-            reporter
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
-        }
-        info!(%key, ?services, "shutting down: NOT_SERVING");
-        if let Err(error) = switch.set(false).await {
-            if !matches!(error, Error::Deregistered { .. }) {
-                warn!(%key, error = %ErrorChain(&error), "key not withdrawn before deregistering");
+    let not_serving_first = {
+        let (reporter, services) = (reporter.clone(), services.clone());
+        async move {
+            signal.await;
+            for service in &services {
+                reporter
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+            info!(%key, ?services, "shutting down: NOT_SERVING");
+            if let Err(error) = switch.set(false).await {
+                if !matches!(error, Error::Deregistered { .. }) {
+                    warn!(%key, error = %ErrorChain(&error), "key not withdrawn before deregistering");
+                }
             }
         }
     };
-    registration.deregister_on(not_serving_first, drain)
+    let deregistered = registration.deregister_on(not_serving_first, drain);
+    async move {
+        deregistered.await;
+        // End the `Watch` streams (clients saw NOT_SERVING), or tonic's
+        // graceful shutdown would wait for them forever.
+        for service in &services {
+            reporter.clear_service_status(service).await;
+        }
+    }
 }

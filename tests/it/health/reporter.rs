@@ -110,7 +110,10 @@ async fn graceful_shutdown_says_not_serving_before_the_key_is_gone() {
     let server = tokio::spawn(
         Server::builder()
             .add_service(health_service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown),
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            ),
     );
 
     // When a health client sees NOT_SERVING, and when etcd deletes the key.

@@ -140,12 +140,18 @@ async fn a_lease_lost_while_withdrawn_does_not_bring_the_key_back() {
     );
     // The first write since the revoke is that put: the key was never back
     // in between.
-    let first = tokio::time::timeout(Duration::from_secs(5), events.message())
-        .await
-        .expect("an event")
-        .unwrap()
-        .unwrap();
-    let event = &first.events()[0];
+    let first = loop {
+        let response = tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        // The first answer only says that the watch was created.
+        if let Some(event) = response.events().first() {
+            break event.clone();
+        }
+    };
+    let event = &first;
     assert_eq!(event.event_type(), EventType::Put);
     assert_eq!(event.kv().unwrap().lease(), fresh);
     registration.deregister().await.unwrap();
