@@ -93,6 +93,11 @@ async fn within_a_second(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "{key} {} {:?} after SIGUSR1",
+        if present { "back" } else { "gone" },
+        since.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -212,3 +212,37 @@ async fn an_update_while_withdrawn_is_written_when_serving_again() {
     );
     registration.deregister().await.unwrap();
 }
+
+#[tokio::test]
+async fn not_serving_while_etcd_is_down_takes_the_key_out_once_it_is_back() {
+    let mut etcd = Etcd::start().await;
+    let client = etcd.client().await;
+    let service = support::unique("hsig");
+    let registration = register(&client, &service, 2).await;
+    let key = registration.key().to_owned();
+
+    etcd.kill().await;
+    wait_state(&registration, "reconnecting", |state| {
+        matches!(state, RegistrationState::Reconnecting { .. })
+    })
+    .await;
+    let pending = registration.set_serving(false).await;
+    assert!(
+        matches!(pending, Err(tonic_etcd::Error::UpdatePending { .. })),
+        "{pending:?}"
+    );
+
+    // etcd is back with its data: the old lease still holds the key, and the
+    // fresh session deletes it instead of putting it.
+    etcd.restart().await;
+    wait_state(&registration, "withdrawn on a fresh lease", |state| {
+        matches!(state, RegistrationState::Withdrawn { .. })
+    })
+    .await;
+    let client = etcd.client().await;
+    assert_eq!(get(&client, &key).await, None, "the key was taken out");
+
+    registration.set_serving(true).await.unwrap();
+    assert!(get(&client, &key).await.is_some(), "back when serving");
+    registration.deregister().await.unwrap();
+}
