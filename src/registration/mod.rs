@@ -39,13 +39,16 @@
 //!
 //! Files: `registrar.rs` (the builder), `limits.rs` (entry size and TTL, checked
 //! before anything is written), `guard.rs` (the guard), `drop.rs` (what dropping
-//! it does), `shutdown.rs`, `state.rs`, and `task/`, the background task split
-//! by concern.
+//! it does), `shutdown.rs`, `state.rs`, `serving.rs` (out of discovery and
+//! back while the server is not serving: [`Registration::set_serving`]; the
+//! tie to `tonic-health` is `crate::health`), and `task/`, the background
+//! task split by concern.
 
 mod drop;
 mod guard;
 mod limits;
 mod registrar;
+mod serving;
 mod shutdown;
 mod state;
 mod task;
@@ -53,5 +56,6 @@ mod task;
 pub use guard::Registration;
 pub use limits::MAX_ENTRY_BYTES;
 pub use registrar::Registrar;
+pub(crate) use serving::ServingSwitch;
 pub use shutdown::shutdown_signal;
 pub use state::RegistrationState;

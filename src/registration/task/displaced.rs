@@ -50,7 +50,8 @@ impl Task {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticks.tick() => match self.take_back().await {
+                // A withdrawn registration (not serving) does not take the key back.
+                _ = ticks.tick(), if !self.withdrawn => match self.take_back().await {
                     Ok(Taken::Yes(session)) => {
                         info!(key = %self.key, lease_id = session.lease_id, "the key was free: registered again after standing by");
                         return Standby::TookBack(session);
@@ -72,6 +73,10 @@ impl Task {
                             key: self.key.clone(),
                             by_lease,
                         }));
+                    }
+                    Some(Command::Serving { serving, reply }) => {
+                        let displaced = Error::Displaced { key: self.key.clone(), by_lease };
+                        self.keep_serving(serving, reply, displaced);
                     }
                     Some(Command::Deregister { reply }) => {
                         reply.send(Ok(()));
