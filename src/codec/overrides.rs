@@ -80,7 +80,12 @@ impl Override {
     /// # Ok::<(), tonic_etcd::Error>(())
     /// ```
     pub fn decode(key: &str, value: &[u8]) -> Result<Override> {
-        let o: Override = serde_json::from_slice(value).map_err(|e| decode_error(key, e))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(value).map_err(|e| decode_error(key, e))?;
+        if !json.is_object() {
+            return Err(decode_error(key, "an override is a JSON object"));
+        }
+        let o: Override = serde_json::from_value(json).map_err(|e| decode_error(key, e))?;
         if let Some(weight) = o.weight {
             check_weight(weight).map_err(|e| decode_error(key, e))?;
         }
