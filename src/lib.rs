@@ -66,12 +66,14 @@
 //! - **Registry** (no tonic): [`codec`] (registry layouts, [`Codec`]),
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
-//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]).
+//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]), [`overrides`]
+//!   (an operator's drain and weight, read by every discovery).
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
 //!   balanced channel). An adapter for another gRPC transport belongs here.
-//! - **Outside the library**: the examples (helloworld server and client,
+//! - **Outside the library**: the `tonic-etcd` operator CLI (`src/bin/`,
+//!   feature `cli`), the examples (helloworld server and client,
 //!   the quick starts), the tests (one binary, `tests/it`, with the etcd
 //!   fixture in `tests/support`), and the benches.
 //!
@@ -83,6 +85,8 @@
 //! - `tls` (default): TLS and mutual TLS, to etcd ([`EtcdConfig::ca_file`],
 //!   [`EtcdConfig::client_cert_files`]) and to the services (the `tls`
 //!   module), with rustls and ring. Without it, only `http://` works.
+//! - `cli` (not default): the `tonic-etcd` binary (`cargo install --path .
+//!   --features cli`); brings clap, which the library does not need.
 
 #![warn(
     missing_docs,
@@ -101,6 +105,7 @@ pub mod instance;
 // Registry.
 pub mod codec;
 pub mod discovery;
+pub mod overrides;
 pub mod registration;
 
 // Transport seam.

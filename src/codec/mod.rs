@@ -130,4 +130,5 @@ pub use plain::Plain;
 pub use versioned_json::VersionedJson;
 
 pub(crate) use namespace::resolve_namespace;
+pub(crate) use overrides::check_weight;
 pub(crate) use shared::key_str;
