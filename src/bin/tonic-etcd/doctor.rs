@@ -32,7 +32,14 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
     let codec = cli.codec();
     let mut problems = Vec::new();
     let mut members = Vec::new();
-    check_members(cli, &client, &mut members, &mut problems).await;
+    if !check_members(cli, &client, &mut members, &mut problems).await {
+        // Nothing else can be checked: the problem is the failure.
+        let problem = problems.pop().expect("the member problem");
+        return Err(Failure::Failed(format!(
+            "{}: {}",
+            problem.key, problem.message
+        )));
+    }
 
     // May the user read the prefix?
     let namespace = cli.namespace()?;
@@ -44,11 +51,21 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
     let readable = {
         let mut kv = client.kv_client();
         let options = if prefix.is_empty() {
-            GetOptions::new().with_all_keys().with_keys_only().with_limit(1)
+            GetOptions::new()
+                .with_all_keys()
+                .with_keys_only()
+                .with_limit(1)
         } else {
-            GetOptions::new().with_prefix().with_keys_only().with_limit(1)
+            GetOptions::new()
+                .with_prefix()
+                .with_keys_only()
+                .with_limit(1)
         };
-        let from = if prefix.is_empty() { "\0" } else { prefix.as_str() };
+        let from = if prefix.is_empty() {
+            "\0"
+        } else {
+            prefix.as_str()
+        };
         kv.get(from, Some(options)).await
     };
     if let Err(error) = readable {
@@ -60,7 +77,10 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
     } else {
         let services: Vec<String> = match &service {
             Some(service) => vec![service.clone()],
-            None => services(cli, &client, codec.as_ref()).await?.into_keys().collect(),
+            None => services(cli, &client, codec.as_ref())
+                .await?
+                .into_keys()
+                .collect(),
         };
         for service in services {
             check_service(cli, &client, &service, &mut problems).await?;
@@ -74,13 +94,14 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
     }
 }
 
-/// Each member's health, version and leadership.
+/// Each member's health, version and leadership; false if etcd cannot be
+/// reached at all (the member list fails).
 async fn check_members(
     cli: &Cli,
     client: &Client,
     members: &mut Vec<serde_json::Value>,
     problems: &mut Vec<Problem>,
-) {
+) -> bool {
     let mut cluster = client.clone();
     let list = match timeout(MEMBER_TIMEOUT, cluster.member_list()).await {
         Ok(Ok(list)) => list,
@@ -90,7 +111,7 @@ async fn check_members(
                 kind: "member",
                 message: format!("cannot list the members: {}", chain(error)),
             });
-            return;
+            return false;
         }
         Err(_) => {
             problems.push(Problem {
@@ -98,7 +119,7 @@ async fn check_members(
                 kind: "member",
                 message: format!("member list not answered within {MEMBER_TIMEOUT:?}"),
             });
-            return;
+            return false;
         }
     };
     for member in list.members() {
@@ -142,6 +163,7 @@ async fn check_members(
             }
         }
     }
+    true
 }
 
 /// The problems of one service's keys.
@@ -180,7 +202,11 @@ async fn check_service(
                 problems.push(Problem {
                     key: (*key).to_owned(),
                     kind: "duplicate-addr",
-                    message: format!("address {addr} registered by {} keys: {}", keys.len(), keys.join(" ")),
+                    message: format!(
+                        "address {addr} registered by {} keys: {}",
+                        keys.len(),
+                        keys.join(" ")
+                    ),
                 });
             }
         }
@@ -216,7 +242,10 @@ async fn check_service(
             Ok(_) if !scan.instances.iter().any(|f| f.key == o.target) => problems.push(Problem {
                 key: o.key.clone(),
                 kind: "orphan-override",
-                message: format!("override names no registered instance ({} is absent)", o.target),
+                message: format!(
+                    "override names no registered instance ({} is absent)",
+                    o.target
+                ),
             }),
             Ok(_) => {}
         }
@@ -240,7 +269,11 @@ fn report(cli: &Cli, prefix: &str, members: &[serde_json::Value], problems: &[Pr
         let name = member["name"].as_str().unwrap_or_default();
         let id = member["id"].as_str().unwrap_or_default();
         if member["healthy"] == true {
-            let leader = if member["leader"] == true { ", leader" } else { "" };
+            let leader = if member["leader"] == true {
+                ", leader"
+            } else {
+                ""
+            };
             println!(
                 "member {name} ({id}): healthy, etcd {}{leader}",
                 member["version"].as_str().unwrap_or_default()

@@ -79,7 +79,11 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
             "{:<24} {:<22} {:<10} {:<7} {:<7} {:<17} {:<5} {}",
             i.id,
             i.addr,
-            if i.version.is_empty() { "-" } else { &i.version },
+            if i.version.is_empty() {
+                "-"
+            } else {
+                &i.version
+            },
             weight,
             if o.drained { "yes" } else { "no" },
             lease,
@@ -87,7 +91,11 @@ pub(crate) async fn run(cli: &Cli, service: Option<String>) -> Outcome {
             metadata.join(",")
         );
     }
-    if scan.instances.iter().any(|f| scan.override_of(&f.key).weight.is_some()) {
+    if scan
+        .instances
+        .iter()
+        .any(|f| scan.override_of(&f.key).weight.is_some())
+    {
         println!("(* weight overridden)");
     }
     Ok(())

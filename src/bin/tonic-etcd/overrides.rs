@@ -18,7 +18,13 @@ pub(crate) enum Change {
     ClearWeight,
 }
 
-pub(crate) async fn run(cli: &Cli, service: String, id: String, force: bool, change: Change) -> Outcome {
+pub(crate) async fn run(
+    cli: &Cli,
+    service: String,
+    id: String,
+    force: bool,
+    change: Change,
+) -> Outcome {
     let codec = cli.codec();
     if !supports_overrides(codec.as_ref()) {
         return Err(Failure::Usage(format!(
@@ -34,7 +40,8 @@ pub(crate) async fn run(cli: &Cli, service: String, id: String, force: bool, cha
     }
     let key = overrides.key(&service, &id).map_err(usage)?;
     if let Change::Weight(weight) = change {
-        if !(tonic_etcd::Instance::MIN_WEIGHT..=tonic_etcd::Instance::MAX_WEIGHT).contains(&weight) {
+        if !(tonic_etcd::Instance::MIN_WEIGHT..=tonic_etcd::Instance::MAX_WEIGHT).contains(&weight)
+        {
             return Err(Failure::Usage(format!(
                 "weight {weight} is not within {}..={}",
                 tonic_etcd::Instance::MIN_WEIGHT,
@@ -72,7 +79,11 @@ pub(crate) async fn run(cli: &Cli, service: String, id: String, force: bool, cha
         let weight = written
             .weight
             .map_or("registered".to_owned(), |w| w.to_string());
-        let state = if written.drained { "drained" } else { "in rotation" };
+        let state = if written.drained {
+            "drained"
+        } else {
+            "in rotation"
+        };
         println!("{service}/{id}: {state}, weight {weight} ({key})");
     }
     Ok(())

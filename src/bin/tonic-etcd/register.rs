@@ -41,7 +41,10 @@ pub(crate) async fn run(cli: &Cli, args: Register) -> Outcome {
     let key = registration.key().to_owned();
     let lease = registration.lease_id().unwrap_or_default();
     if cli.json {
-        println!("{}", json!({ "event": "registered", "key": key, "lease": lease }));
+        println!(
+            "{}",
+            json!({ "event": "registered", "key": key, "lease": lease })
+        );
     } else {
         println!("registered {key} (lease {lease:x}); SIGINT or SIGTERM deregisters");
     }

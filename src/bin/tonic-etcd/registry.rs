@@ -92,7 +92,10 @@ pub(crate) async fn scan(
             }),
             Err(error) => scan.bad.push(Bad {
                 key,
-                reason: error.to_string(),
+                reason: match error {
+                    tonic_etcd::Error::Decode { reason, .. } => reason,
+                    other => other.to_string(),
+                },
             }),
         }
     }
@@ -100,7 +103,10 @@ pub(crate) async fn scan(
 }
 
 /// The remaining TTL of each lease, in seconds (`None`: expired or unknown).
-pub(crate) async fn ttls(client: &Client, leases: impl IntoIterator<Item = i64>) -> HashMap<i64, Option<i64>> {
+pub(crate) async fn ttls(
+    client: &Client,
+    leases: impl IntoIterator<Item = i64>,
+) -> HashMap<i64, Option<i64>> {
     let mut client = client.clone();
     let mut ttls = HashMap::new();
     for lease in leases {

@@ -44,7 +44,11 @@ pub(crate) async fn run(cli: &Cli, service: String) -> Outcome {
         };
         let (event, instance) = match change {
             Change::Insert(identity, instance) => {
-                let event = if by_identity.contains_key(&identity) { "changed" } else { "added" };
+                let event = if by_identity.contains_key(&identity) {
+                    "changed"
+                } else {
+                    "added"
+                };
                 by_identity.insert(identity, instance.clone());
                 if initial > 0 {
                     initial -= 1;
