@@ -36,9 +36,9 @@ async fn watch_shows_a_server_added_and_its_sigterm() {
         .await;
 
     server.proc.signal(Signal::SIGTERM);
-    let removed = watch
+    watch
         .wait_line(
-            Duration::from_secs(5),
+            Duration::from_secs(10),
             "removed",
             is("removed", server.addr.clone()),
         )
