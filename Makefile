@@ -46,13 +46,15 @@ deps:
 deps-test:
 	@ETCD35_DIR="$(ETCD35_DIR)" ./scripts/deps.sh --etcd35
 
+# `--features cli` builds the operator CLI (bin `tonic-etcd`, which cargo
+# hands to the tests of `it::cli`) and lints it.
 test: deps-test
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features cli -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 	$(CARGO) build --examples
 	@echo "== tests against $$("$(ETCD_BIN)" --version | head -n 1) ($(ETCD_BIN)), $$("$(ETCDCTL_BIN)" version | head -n 1)"
-	ETCD_BIN="$(ETCD_BIN)" ETCDCTL_BIN="$(ETCDCTL_BIN)" $(CARGO) test --all-targets -- $(TEST_ARGS)
+	ETCD_BIN="$(ETCD_BIN)" ETCDCTL_BIN="$(ETCDCTL_BIN)" $(CARGO) test --all-targets --features cli -- $(TEST_ARGS)
 	$(CARGO) test --doc -- $(TEST_ARGS)
 	@echo "== tests against $$("$(ETCD35_DIR)/bin/etcd" --version | head -n 1) ($(ETCD35_DIR)/bin/etcd), $$("$(ETCD35_DIR)/bin/etcdctl" version | head -n 1)"
 	ETCD_BIN="$(ETCD35_DIR)/bin/etcd" ETCDCTL_BIN="$(ETCD35_DIR)/bin/etcdctl" \
