@@ -150,6 +150,7 @@ const _: () = {
     assert_send_sync::<Discovery>();
     assert_send_sync::<InstanceChanges>();
     assert_send_sync::<DiscoveryView>();
+    assert_send_sync::<overrides::Overrides>();
     assert_send_sync::<Balancer>();
     assert_send_sync::<BalancerBuilder>();
 };

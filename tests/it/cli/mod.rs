@@ -9,11 +9,14 @@
 //!   the weighted split.
 //! - `register`: makes a plain server reachable, removes it on SIGTERM.
 //! - `doctor`: finds each kind of problem, exits 0 on a clean registry.
+//! - `secure`: the TLS and user flags; `doctor` names a prefix the user
+//!   cannot read.
 
 mod doctor;
 mod ls;
 mod overrides;
 mod register;
+mod secure;
 mod watch;
 
 use std::process::Stdio;
@@ -71,7 +74,14 @@ fn command(endpoint: &str, args: &[&str]) -> Command {
 
 /// Runs `tonic-etcd --etcd ENDPOINT ARGS...` to its end.
 async fn run(endpoint: &str, args: &[&str]) -> Ran {
-    let output = tokio::time::timeout(RUN_WITHIN, command(endpoint, args).output())
+    run_with(endpoint, args, &[]).await
+}
+
+/// Like [`run`], with environment variables.
+async fn run_with(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = command(endpoint, args);
+    command.envs(env.iter().copied());
+    let output = tokio::time::timeout(RUN_WITHIN, command.output())
         .await
         .unwrap_or_else(|_| panic!("tonic-etcd {args:?} did not finish within {RUN_WITHIN:?}"))
         .expect("run tonic-etcd");

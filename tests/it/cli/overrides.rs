@@ -198,3 +198,55 @@ async fn a_weight_override_changes_the_weighted_split() {
     let counts = split(&balancer, 30).await;
     assert!(counts.values().all(|n| (8..=12).contains(n)), "{counts:?}");
 }
+
+#[tokio::test]
+async fn requests_in_flight_finish_when_their_instance_is_drained() {
+    let etcd = Etcd::start().await;
+    let client = etcd.client().await;
+    let service = unique("cli-inflight");
+    let slow = Greeter::with_delay(Duration::from_millis(1500));
+    let _registration = register(&client, &service, &slow, 1).await;
+    let addr = slow.addr.to_string();
+    let balancer = Discovery::new(client.clone(), service.as_str())
+        .balancer(Policy::RoundRobin)
+        .await
+        .unwrap();
+    let channel = Discovery::new(client.clone(), service.as_str())
+        .tonic_channel()
+        .await
+        .unwrap();
+    // Connected first, so that the requests below are on their way at once.
+    assert_eq!(hello(&balancer).await.unwrap(), addr);
+    assert_eq!(hello(&channel).await.unwrap(), addr);
+
+    let in_flight = [
+        tokio::spawn({
+            let balancer = balancer.clone();
+            async move { hello(&balancer).await }
+        }),
+        tokio::spawn({
+            let channel = channel.clone();
+            async move { hello(&channel).await }
+        }),
+    ];
+    run(&etcd.endpoint(), &["drain", &service, &addr])
+        .await
+        .assert_ok();
+    wait_endpoints(&balancer, "the instance drained", |endpoints| {
+        endpoints.is_empty()
+    })
+    .await;
+    assert!(
+        in_flight.iter().all(|request| !request.is_finished()),
+        "the drain landed while the requests were in flight"
+    );
+    for request in in_flight {
+        assert_eq!(
+            request
+                .await
+                .unwrap()
+                .expect("an in-flight request finishes"),
+            addr
+        );
+    }
+}
