@@ -1,3 +1,6 @@
+//! The state machine on synthetic input, one test per rule (about 500 lines:
+//! the overrides rules added a third).
+
 use super::*;
 use crate::codec::Native;
 use crate::error::Result;
