@@ -254,7 +254,7 @@ pub(crate) fn validate_service_name(name: &str) -> Result<()> {
 /// readers that take the id from the key (the native layout when the value
 /// has no id, kratos, tools that split keys) would read another id, and
 /// `{service}/{id}` could stand for a service and an id it is not.
-fn validate_id(id: &str) -> Result<()> {
+pub(crate) fn validate_id(id: &str) -> Result<()> {
     let reason = if id.is_empty() {
         Some("must not be empty")
     } else if id.contains('/') {

@@ -66,14 +66,16 @@
 //! - **Registry** (no tonic): [`codec`] (registry layouts, [`Codec`]),
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
-//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]).
+//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]), [`overrides`]
+//!   (an operator's drain and weight, read by every discovery).
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
 //!   balanced channel), [`health`] (a registration that follows the server's
 //!   gRPC health, `tonic-health`). An adapter for another gRPC transport
 //!   belongs here.
-//! - **Outside the library**: the examples (helloworld server and client,
+//! - **Outside the library**: the `tonic-etcd` operator CLI (`src/bin/`,
+//!   feature `cli`), the examples (helloworld server and client,
 //!   the quick starts), the tests (one binary, `tests/it`, with the etcd
 //!   fixture in `tests/support`), and the benches.
 //!
@@ -88,6 +90,8 @@
 //! - `tls` (default): TLS and mutual TLS, to etcd ([`EtcdConfig::ca_file`],
 //!   [`EtcdConfig::client_cert_files`]) and to the services (the `tls`
 //!   module), with rustls and ring. Without it, only `http://` works.
+//! - `cli` (not default): the `tonic-etcd` binary (`cargo install --path .
+//!   --features cli`); brings clap, which the library does not need.
 
 #![warn(
     missing_docs,
@@ -106,6 +110,7 @@ pub mod instance;
 // Registry.
 pub mod codec;
 pub mod discovery;
+pub mod overrides;
 pub mod registration;
 
 // Transport seam.
@@ -151,6 +156,7 @@ const _: () = {
     assert_send_sync::<Discovery>();
     assert_send_sync::<InstanceChanges>();
     assert_send_sync::<DiscoveryView>();
+    assert_send_sync::<overrides::Overrides>();
     assert_send_sync::<Balancer>();
     assert_send_sync::<BalancerBuilder>();
 };

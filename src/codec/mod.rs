@@ -65,6 +65,44 @@
 //! the instance, whatever its last value said. go-zero and plain identify
 //! instances by address, so that several keys holding one address are one
 //! instance; the other layouts by key.
+//!
+//! # Overrides
+//!
+//! An operator's drain and weight for one instance ([`Override`]), kept in
+//! etcd next to the registrations, so that every discovery reads both as one
+//! consistent view: one Get pinned at one revision, one watch. Written by the
+//! `tonic-etcd` CLI or [`Overrides`](crate::overrides::Overrides).
+//!
+//! ```text
+//! instance: {namespace}/{service}/{id}             written by the instance (leased)
+//! override: {namespace}/{service}/.overrides/{id}  written by an operator (no lease)
+//! value:    {"drained":true,"weight":4}            both optional; no key, no override
+//! ```
+//!
+//! - An override names the instance by its id: it applies to the instance
+//!   registered at `{namespace}/{service}/{id}`, whatever its lease, so it
+//!   survives the instance's re-registration and restart. Registrations never
+//!   write, and so never undo, an override; the CLI and
+//!   [`Overrides`](crate::overrides::Overrides) never write an instance's key.
+//! - `drained`: the instance stays registered but discovery reports it
+//!   removed (a [`Change::Remove`](tower::discover::Change)), so no balancer
+//!   policy and no tonic channel sends it new requests; un-draining inserts it
+//!   again. [`DiscoveryView::registered`](crate::DiscoveryView::registered)
+//!   still lists it, flagged.
+//! - `weight` replaces the registered weight in what discovery reports (the
+//!   weighted policy's weight), within
+//!   [`Instance::MIN_WEIGHT`](crate::Instance::MIN_WEIGHT)..=[`Instance::MAX_WEIGHT`](crate::Instance::MAX_WEIGHT).
+//! - Override keys carry no lease: they stay until cleared.
+//!
+//! **The native layout only.** The override keys sit under the service's
+//! prefix, which is what makes the view consistent. Readers of the native
+//! layout of earlier versions of this crate skip them (the value has no
+//! `addr`: it does not decode as an instance). The other layouts are shared
+//! with Go registries that read *every* value under the prefix as an instance
+//! (go-zero and go-kit take it as an address; kratos fails its whole read on
+//! a value it cannot parse), so the crate writes no override there:
+//! [`supports_overrides`] says which layouts take them, and the CLI refuses
+//! `drain`/`weight` with another `--format`.
 
 mod etcd_naming;
 mod formats;
@@ -73,6 +111,7 @@ mod kratos;
 mod layout;
 mod namespace;
 mod native;
+mod overrides;
 mod plain;
 mod shared;
 mod versioned_json;
@@ -83,8 +122,13 @@ pub use go_zero::GoZero;
 pub use kratos::Kratos;
 pub use layout::Codec;
 pub use native::Native;
+pub use overrides::{
+    instance_key_of_override, override_key, overrides_prefix, supports_overrides, Override,
+    OVERRIDES_SEGMENT,
+};
 pub use plain::Plain;
 pub use versioned_json::VersionedJson;
 
 pub(crate) use namespace::resolve_namespace;
+pub(crate) use overrides::check_weight;
 pub(crate) use shared::key_str;

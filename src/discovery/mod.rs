@@ -59,6 +59,10 @@
 //!   the difference: `Remove` for keys gone, `Insert` for new or changed ones,
 //!   nothing for the rest. Inserts come first, so that an instance that moved
 //!   never leaves the set emptier than before and after.
+//! - **Overrides** (native layout): an operator's override key under the same
+//!   prefix, `{prefix}.overrides/{id}`, read by the same Get and watch, drains
+//!   the instance `{prefix}{id}` (a `Remove`; un-draining is an `Insert`) or
+//!   replaces its weight (an `Insert`). See [`codec`](crate::codec#overrides).
 //! - **Identity**: the key of each change is [`Codec::identity`] (the etcd key
 //!   for the native format). Where several etcd keys map to one identity (formats
 //!   that identify instances by address), the identity is inserted with its
@@ -89,4 +93,4 @@ pub use builder::Discovery;
 pub use changes::InstanceChanges;
 pub use filter::InstanceFilter;
 pub use health::Health;
-pub use view::DiscoveryView;
+pub use view::{DiscoveredInstance, DiscoveryView};

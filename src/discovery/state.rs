@@ -21,6 +21,14 @@
 //! representative (the instance of its smallest key) changes, and removed when
 //! its last key goes. With the default [`Codec::identity`] every key is its own
 //! identity and this reduces to "one Change per key".
+//!
+//! Overrides (native layout only, see [`codec`](crate::codec#overrides)) are
+//! a third map, `overrides: instance key -> Override`, fed by the override
+//! keys under the same prefix. An identity's emitted instance is its
+//! representative with the override of the representative's key applied: a
+//! drained one is not emitted (a `Remove`), a weight override changes the
+//! weight (an `Insert`). Overrides are kept apart from the keys, so that an
+//! instance that re-registers (delete, put) finds its override again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -30,7 +38,8 @@ use tower::discover::Change;
 use tracing::{debug, warn};
 
 use super::filter::InstanceFilter;
-use crate::codec::Codec;
+use super::view::DiscoveredInstance;
+use crate::codec::{instance_key_of_override, supports_overrides, Codec, Override};
 use crate::instance::Instance;
 
 /// One input of the state machine.
@@ -67,6 +76,10 @@ pub(crate) struct State {
     keys: HashMap<String, Entry>,
     identities: HashMap<String, Vec<String>>,
     emitted: BTreeMap<String, Arc<Instance>>,
+    /// Whether the codec takes overrides (the native layout).
+    overridable: bool,
+    /// Instance key -> its override, for override keys that decoded.
+    overrides: HashMap<String, Override>,
 }
 
 impl fmt::Debug for State {
@@ -78,6 +91,7 @@ impl fmt::Debug for State {
             .field("filter", &self.filter.is_some())
             .field("keys", &self.keys.len())
             .field("identities", &self.emitted.len())
+            .field("overrides", &self.overrides.len())
             .finish()
     }
 }
@@ -91,12 +105,14 @@ impl State {
     ) -> Self {
         Self {
             service,
+            overridable: supports_overrides(codec.as_ref()),
             codec,
             version,
             filter,
             keys: HashMap::new(),
             identities: HashMap::new(),
             emitted: BTreeMap::new(),
+            overrides: HashMap::new(),
         }
     }
 
@@ -104,19 +120,39 @@ impl State {
     pub(crate) fn apply(&mut self, event: Event) -> Vec<Change<String, Instance>> {
         let mut touched = BTreeSet::new();
         match event {
-            // An identical value decodes to the instance already emitted:
-            // reconciling reports nothing.
-            Event::Put { key, value, .. } => self.put(key, value, &mut touched),
-            Event::Delete { key } => self.forget(&key, &mut touched),
-            Event::Resync { kvs } if self.keys.is_empty() => {
+            Event::Put { key, value, .. } => match self.override_target(&key) {
+                Some(target) => self.put_override(&key, target, &value, &mut touched),
+                // An identical value decodes to the instance already emitted:
+                // reconciling reports nothing.
+                None => self.put(key, value, &mut touched),
+            },
+            Event::Delete { key } => match self.override_target(&key) {
+                Some(target) => self.forget_override(&target, &mut touched),
+                None => self.forget(&key, &mut touched),
+            },
+            Event::Resync { kvs } if self.keys.is_empty() && self.overrides.is_empty() => {
                 // The start: nothing to diff against.
                 for (key, value) in kvs {
-                    self.put(key, value, &mut touched);
+                    match self.override_target(&key) {
+                        Some(target) => self.put_override(&key, target, &value, &mut touched),
+                        None => self.put(key, value, &mut touched),
+                    }
                 }
                 touched.extend(self.emitted.keys().cloned());
             }
             Event::Resync { kvs } => {
-                let fresh: HashMap<String, Vec<u8>> = kvs.into_iter().collect();
+                let mut fresh: HashMap<String, Vec<u8>> = HashMap::with_capacity(kvs.len());
+                let mut fresh_overrides: HashMap<String, (String, Vec<u8>)> = HashMap::new();
+                for (key, value) in kvs {
+                    match self.override_target(&key) {
+                        Some(target) => {
+                            fresh_overrides.insert(target, (key, value));
+                        }
+                        None => {
+                            fresh.insert(key, value);
+                        }
+                    }
+                }
                 let gone: Vec<String> = self
                     .keys
                     .keys()
@@ -125,6 +161,18 @@ impl State {
                     .collect();
                 for key in gone {
                     self.forget(&key, &mut touched);
+                }
+                let gone: Vec<String> = self
+                    .overrides
+                    .keys()
+                    .filter(|k| !fresh_overrides.contains_key(*k))
+                    .cloned()
+                    .collect();
+                for target in gone {
+                    self.forget_override(&target, &mut touched);
+                }
+                for (target, (key, value)) in fresh_overrides {
+                    self.put_override(&key, target, &value, &mut touched);
                 }
                 // Unchanged values decode to unchanged instances, which
                 // reconciling does not report.
@@ -152,6 +200,31 @@ impl State {
         self.emitted
             .values()
             .map(|instance| (**instance).clone())
+            .collect()
+    }
+
+    /// Every identity that is registered and passes the filters, drained ones
+    /// included, sorted by identity: its instance with the override applied.
+    pub(crate) fn registered(&self) -> Vec<DiscoveredInstance> {
+        let mut identities: Vec<(&String, &Vec<String>)> = self.identities.iter().collect();
+        identities.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        identities
+            .into_iter()
+            .filter_map(|(_, keys)| {
+                let key = keys.first()?;
+                let instance = &self.keys[key].instance;
+                let o = self.overrides.get(key).copied().unwrap_or_default();
+                let mut effective = (**instance).clone();
+                if let Some(weight) = o.weight {
+                    effective.weight = weight;
+                }
+                Some(DiscoveredInstance {
+                    instance: effective,
+                    registered_weight: instance.weight,
+                    drained: o.drained,
+                    weight_overridden: o.weight.is_some(),
+                })
+            })
             .collect()
     }
 
@@ -200,6 +273,55 @@ impl State {
         );
     }
 
+    /// The instance key that `key` overrides, if `key` is an override key and
+    /// the codec takes overrides.
+    fn override_target(&self, key: &str) -> Option<String> {
+        if !self.overridable {
+            return None;
+        }
+        instance_key_of_override(key)
+    }
+
+    /// Records the override at `key` for the instance at `target`; a value
+    /// that does not decode is no override.
+    fn put_override(
+        &mut self,
+        key: &str,
+        target: String,
+        value: &[u8],
+        touched: &mut BTreeSet<String>,
+    ) {
+        match Override::decode(key, value) {
+            Ok(o) if !o.is_empty() => {
+                if self.overrides.get(&target) == Some(&o) {
+                    return;
+                }
+                debug!(%key, ?o, "override");
+                self.touch_key(&target, touched);
+                self.overrides.insert(target, o);
+            }
+            Ok(_) => self.forget_override(&target, touched),
+            Err(error) => {
+                warn!(%key, %error, "skipping override that does not decode");
+                self.forget_override(&target, touched);
+            }
+        }
+    }
+
+    /// Forgets the override of the instance at `target`, if any.
+    fn forget_override(&mut self, target: &str, touched: &mut BTreeSet<String>) {
+        if self.overrides.remove(target).is_some() {
+            self.touch_key(target, touched);
+        }
+    }
+
+    /// Marks the identity of the instance at `key`, if known, for reconciling.
+    fn touch_key(&self, key: &str, touched: &mut BTreeSet<String>) {
+        if let Some(entry) = self.keys.get(key) {
+            touched.insert(entry.identity.clone());
+        }
+    }
+
     /// Forgets `key` if it is known.
     fn forget(&mut self, key: &str, touched: &mut BTreeSet<String>) {
         let Some(entry) = self.keys.remove(key) else {
@@ -218,11 +340,28 @@ impl State {
 
     /// Brings what was emitted for `identity` in line with its keys.
     fn reconcile(&mut self, identity: String) -> Option<Change<String, Instance>> {
-        let current = self
+        let representative = self
             .identities
             .get(&identity)
             .and_then(|keys| keys.first())
-            .map(|key| &self.keys[key].instance);
+            .map(|key| (&self.keys[key].instance, self.overrides.get(key)));
+        // The override of the representative's key, applied.
+        let desired = match representative {
+            None => None,
+            Some((_, Some(o))) if o.drained => None,
+            Some((
+                instance,
+                Some(Override {
+                    weight: Some(weight),
+                    ..
+                }),
+            )) if *weight != instance.weight => Some(Arc::new(Instance {
+                weight: *weight,
+                ..(**instance).clone()
+            })),
+            Some((instance, _)) => Some(instance.clone()),
+        };
+        let current = desired.as_ref();
         match (self.emitted.get(&identity), current) {
             (None, None) => None,
             (Some(old), Some(new)) if Arc::ptr_eq(old, new) => None,

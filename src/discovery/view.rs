@@ -91,4 +91,47 @@ impl DiscoveryView {
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
     }
+
+    /// Every registered instance that passes the filters, sorted by
+    /// identity, **drained ones included**, each with its
+    /// [override](crate::codec#overrides) applied: what an operator wants to
+    /// see. [`snapshot`](Self::snapshot) is what the consumer was told (no
+    /// drained instance).
+    ///
+    /// ```no_run
+    /// # fn f(view: tonic_etcd::DiscoveryView) {
+    /// for listed in view.registered() {
+    ///     let state = if listed.drained { "drained" } else { "serving" };
+    ///     println!("{} weight {} {state}", listed.instance.id, listed.instance.weight);
+    /// }
+    /// # }
+    /// ```
+    pub fn registered(&self) -> Vec<DiscoveredInstance> {
+        self.shared.lock().registered()
+    }
+}
+
+/// One registered instance as [`DiscoveryView::registered`] lists it: with
+/// its [override](crate::codec#overrides) applied and flagged.
+///
+/// ```
+/// use tonic_etcd::discovery::DiscoveredInstance;
+///
+/// fn describe(listed: &DiscoveredInstance) -> String {
+///     let mark = if listed.weight_overridden { "*" } else { "" };
+///     format!("{} w={}{mark} drained={}", listed.instance.id, listed.instance.weight, listed.drained)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveredInstance {
+    /// The instance, its weight the effective one (the override's, if any).
+    pub instance: Instance,
+    /// The weight the instance registered with.
+    pub registered_weight: u32,
+    /// Whether the weight comes from an override.
+    pub weight_overridden: bool,
+    /// Drained by an override: registered, but given no new requests (not in
+    /// the [`snapshot`](DiscoveryView::snapshot), removed from the stream).
+    pub drained: bool,
 }

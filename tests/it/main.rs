@@ -12,6 +12,7 @@
 //! ```text
 //! cargo build --examples            # the example binaries that some tests run
 //! cargo test --test it              # all of them
+//! cargo test --test it --features cli cli::   # the operator CLI (builds it)
 //! cargo test --test it discovery::  # one group
 //! ```
 //!
@@ -24,6 +25,7 @@
 //! - `discovery`: the initial Get and the watch; compaction, etcd restarts,
 //!   malformed values, shared prefixes.
 //! - `balancer`: tonic's balanced channel and the crate's `Balancer`.
+//! - `cli` (feature `cli`): the `tonic-etcd` operator CLI and overrides.
 //! - `faults`: bad input, churn, cluster faults, etcd down, idle clients,
 //!   operator actions, rolling restarts and startup of the example server.
 //! - `security` (feature `tls`): TLS, mutual TLS and users, to etcd and to the
@@ -38,6 +40,8 @@ mod support;
 
 mod api;
 mod balancer;
+#[cfg(feature = "cli")]
+mod cli;
 mod discovery;
 mod examples;
 mod faults;

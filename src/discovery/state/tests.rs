@@ -1,3 +1,6 @@
+//! The state machine on synthetic input, one test per rule (about 500 lines:
+//! the overrides rules added a third).
+
 use super::*;
 use crate::codec::Native;
 use crate::error::Result;
@@ -312,4 +315,192 @@ fn identity_resync_diff() {
     let changes = s.apply(resync(&[("k3", "h:1")]));
     assert_eq!(show_ids(&changes), ["-h:2"]);
     assert_eq!(addrs(&s), ["h:1"]);
+}
+
+// Overrides (native layout): `{prefix}.overrides/{id}` drains or re-weights
+// the instance at `{prefix}{id}`.
+
+fn put_override(id: &str, raw: &str) -> Event {
+    Event::Put {
+        key: format!("{PREFIX}.overrides/{id}"),
+        value: raw.as_bytes().to_vec(),
+        mod_revision: 1,
+    }
+}
+
+fn delete_override(id: &str) -> Event {
+    Event::Delete {
+        key: format!("{PREFIX}.overrides/{id}"),
+    }
+}
+
+fn weights(state: &State) -> Vec<(String, u32)> {
+    state
+        .snapshot()
+        .into_iter()
+        .map(|i| (i.id, i.weight))
+        .collect()
+}
+
+#[test]
+fn drain_removes_and_undrain_inserts() {
+    let mut s = state();
+    s.apply(put("a", "h:1"));
+    s.apply(put("b", "h:2"));
+    assert_eq!(
+        show(&s.apply(put_override("a", r#"{"drained":true}"#))),
+        ["-a"]
+    );
+    assert_eq!(addrs(&s), ["h:2"]);
+    // Still registered, flagged.
+    let registered = s.registered();
+    assert_eq!(registered.len(), 2);
+    assert!(registered[0].drained && registered[0].instance.id == "a");
+    assert!(!registered[1].drained);
+    // Draining again, or the instance writing its value again, is nothing.
+    assert!(s.apply(put_override("a", r#"{"drained":true}"#)).is_empty());
+    assert!(s.apply(put("a", "h:1")).is_empty());
+    assert_eq!(show(&s.apply(delete_override("a"))), ["+a@h:1"]);
+    assert_eq!(addrs(&s), ["h:1", "h:2"]);
+}
+
+#[test]
+fn undrain_by_writing_an_empty_override() {
+    let mut s = state();
+    s.apply(put("a", "h:1"));
+    s.apply(put_override("a", r#"{"drained":true}"#));
+    assert_eq!(show(&s.apply(put_override("a", "{}"))), ["+a@h:1"]);
+}
+
+#[test]
+fn weight_override_replaces_the_registered_weight() {
+    let mut s = state();
+    s.apply(put_raw("a", r#"{"addr":"h:1","weight":2}"#));
+    assert_eq!(
+        show(&s.apply(put_override("a", r#"{"weight":4}"#))),
+        ["+a@h:1"]
+    );
+    assert_eq!(weights(&s), [("a".into(), 4)]);
+    let listed = &s.registered()[0];
+    assert_eq!(
+        (listed.registered_weight, listed.weight_overridden),
+        (2, true)
+    );
+    // The instance changes its own weight: the override still wins, and the
+    // consumer has nothing to learn.
+    assert!(s
+        .apply(put_raw("a", r#"{"addr":"h:1","weight":3}"#))
+        .is_empty());
+    assert_eq!(weights(&s), [("a".into(), 4)]);
+    // Cleared: back to the registered weight.
+    assert_eq!(show(&s.apply(delete_override("a"))), ["+a@h:1"]);
+    assert_eq!(weights(&s), [("a".into(), 3)]);
+}
+
+#[test]
+fn weight_override_equal_to_the_registered_weight_is_nothing() {
+    let mut s = state();
+    s.apply(put_raw("a", r#"{"addr":"h:1","weight":4}"#));
+    assert!(s.apply(put_override("a", r#"{"weight":4}"#)).is_empty());
+}
+
+#[test]
+fn override_survives_reregistration() {
+    let mut s = state();
+    s.apply(put("a", "h:1"));
+    s.apply(put_override("a", r#"{"drained":true,"weight":5}"#));
+    // The instance restarts: its key goes and comes back under a new lease.
+    assert!(s.apply(delete("a")).is_empty(), "already removed: drained");
+    assert!(s.apply(put("a", "h:1")).is_empty(), "still drained");
+    assert!(s.registered()[0].drained);
+    assert_eq!(
+        show(&s.apply(put_override("a", r#"{"weight":5}"#))),
+        ["+a@h:1"]
+    );
+    assert_eq!(weights(&s), [("a".into(), 5)]);
+}
+
+#[test]
+fn override_before_its_instance() {
+    let mut s = state();
+    assert!(s.apply(put_override("a", r#"{"drained":true}"#)).is_empty());
+    assert!(s.apply(put("a", "h:1")).is_empty());
+    assert!(s.snapshot().is_empty());
+    assert_eq!(s.registered().len(), 1);
+}
+
+#[test]
+fn start_reads_instances_and_overrides_together() {
+    let mut s = state();
+    let changes = s.apply(Event::Resync {
+        kvs: vec![
+            (
+                format!("{PREFIX}.overrides/a"),
+                br#"{"drained":true}"#.to_vec(),
+            ),
+            (format!("{PREFIX}.overrides/b"), br#"{"weight":4}"#.to_vec()),
+            (key("a"), value("h:1")),
+            (key("b"), value("h:2")),
+        ],
+    });
+    assert_eq!(show(&changes), ["+b@h:2"]);
+    assert_eq!(weights(&s), [("b".into(), 4)]);
+}
+
+#[test]
+fn resync_applies_override_differences() {
+    let mut s = state();
+    s.apply(put("a", "h:1"));
+    s.apply(put("b", "h:2"));
+    s.apply(put_override("a", r#"{"drained":true}"#));
+    // While the watch was lost: a was undrained, b drained.
+    let changes = s.apply(Event::Resync {
+        kvs: vec![
+            (
+                format!("{PREFIX}.overrides/b"),
+                br#"{"drained":true}"#.to_vec(),
+            ),
+            (key("a"), value("h:1")),
+            (key("b"), value("h:2")),
+        ],
+    });
+    assert_eq!(show(&changes), ["+a@h:1", "-b"]);
+}
+
+#[test]
+fn bad_override_is_no_override() {
+    let mut s = state();
+    s.apply(put("a", "h:1"));
+    s.apply(put_override("a", r#"{"drained":true}"#));
+    assert_eq!(show(&s.apply(put_override("a", "garbage"))), ["+a@h:1"]);
+    assert!(s.apply(put_override("a", r#"{"weight":0}"#)).is_empty());
+    assert!(s
+        .apply(put_override("a", r#"{"drained":"yes"}"#))
+        .is_empty());
+}
+
+#[test]
+fn override_keys_are_never_instances() {
+    let mut s = state();
+    // Even a value that would decode as an instance.
+    assert!(s
+        .apply(put_override("a", &String::from_utf8(value("h:1")).unwrap()))
+        .is_empty());
+    assert!(s.snapshot().is_empty() && s.registered().is_empty());
+    // An override of a key that is not registered stays unused.
+    assert!(s.apply(delete_override("a")).is_empty());
+}
+
+#[test]
+fn other_layouts_ignore_override_keys() {
+    // go-zero reads every value as an address: the crate writes no override
+    // there, and a key named like one is an instance like any other.
+    let mut s = State::new("svc".into(), Arc::new(crate::codec::GoZero), None, None);
+    let changes = s.apply(Event::Put {
+        key: "svc/.overrides/a".into(),
+        value: b"127.0.0.1:1".to_vec(),
+        mod_revision: 1,
+    });
+    assert_eq!(changes.len(), 1);
+    assert!(matches!(&changes[0], Change::Insert(_, i) if i.addr == "127.0.0.1:1"));
 }
