@@ -9,6 +9,7 @@ mod duplicate_address;
 mod etcd_down;
 mod hung_member;
 mod idle_client;
+mod nospace;
 mod operator;
 mod proxy_modes;
 mod rolling_restart;
