@@ -7,6 +7,7 @@ mod churn;
 mod cluster;
 mod duplicate_address;
 mod etcd_down;
+mod frozen_etcd;
 mod hung_member;
 mod idle_client;
 mod nospace;
