@@ -307,6 +307,9 @@ fn toggle_health_on_sigusr1(
 
 /// The registration error, with a hint when etcd could not be reached.
 fn registration_failed(error: Error, endpoints: &str, wait: Duration) -> String {
+    if let Some(remedy) = etcd_args::remedy(&error) {
+        return remedy;
+    }
     match error {
         Error::Etcd(_) | Error::Timeout(_) if wait.is_zero() => format!(
             "cannot register with etcd at {endpoints}: {}; \

@@ -9,7 +9,7 @@
 //!
 //! One module per concern: `heap` (the counting allocator), `instances` (what
 //! the rows write), then the rows: `latency` (1 and 3), `sync` (6), `churn`
-//! (7), `keepalive` (8).
+//! (7), `keepalive` (8), `hung` (9).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -19,6 +19,7 @@ mod common;
 
 mod churn;
 mod heap;
+mod hung;
 mod instances;
 mod keepalive;
 mod latency;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use churn::churn;
 use common::{section, Args};
+use hung::hung_endpoint;
 use keepalive::keepalive_cost;
 use latency::{add_latency, crash_detection};
 use sync::initial_sync;
@@ -85,6 +87,10 @@ fn main() {
                 )
                 .await,
             );
+        }
+        if args.runs(9) {
+            eprintln!("a black-holed endpoint of three…");
+            rows.push(hung_endpoint(&etcd, if quick { 6 } else { 30 }).await);
         }
         section(
             "Registry and discovery",

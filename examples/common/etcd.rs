@@ -84,3 +84,14 @@ impl EtcdArgs {
         self.config()?.connect().await
     }
 }
+
+/// The message for an error etcd explained (its NOSPACE alarm: "database
+/// space exceeded"), naming the fix, instead of "is etcd running?": etcd
+/// answered, it is full.
+pub fn remedy(error: &Error) -> Option<String> {
+    let remedy = error.remedy()?;
+    Some(format!(
+        "etcd refused the registration: {error}; {remedy}. \
+         (--etcd-wait-ms N keeps retrying meanwhile)"
+    ))
+}

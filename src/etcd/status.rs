@@ -96,6 +96,36 @@ impl Fault {
     }
 }
 
+/// What an operator does about the NOSPACE alarm, for messages.
+pub(crate) const NOSPACE_REMEDY: &str = "etcd's NOSPACE alarm is raised (database space \
+    exceeded: its data reached --quota-backend-bytes) and it refuses writes until an operator \
+    frees space: compact the history (`etcdctl compact REVISION`), defragment every member \
+    (`etcdctl defrag`), then disarm the alarm (`etcdctl alarm disarm`)";
+
+impl crate::Error {
+    /// What an operator can do about this error, when etcd said precisely
+    /// what is wrong: today, etcd's NOSPACE alarm ("database space
+    /// exceeded"), with its fix (compact, defragment, `etcdctl alarm
+    /// disarm`). `None` for any other error.
+    ///
+    /// A registration keeps retrying meanwhile, as its startup wait does
+    /// ([`Registrar::startup_timeout`](crate::Registrar::startup_timeout)),
+    /// and logs this with each failed attempt.
+    ///
+    /// ```
+    /// let error = tonic_etcd::Error::Timeout(std::time::Duration::from_secs(1));
+    /// assert_eq!(error.remedy(), None);
+    /// ```
+    pub fn remedy(&self) -> Option<&'static str> {
+        let error = match self {
+            crate::Error::Etcd(error) => error,
+            crate::Error::UpdatePending { source, .. } => return source.remedy(),
+            _ => return None,
+        };
+        (classify(error) == Fault::NoSpace).then_some(NOSPACE_REMEDY)
+    }
+}
+
 /// Whether etcd refused an Authenticate call (wrong password, unknown user,
 /// authentication not enabled), as opposed to not answering it.
 pub(crate) fn is_auth_refusal(error: &etcd_client::Error) -> bool {
@@ -188,6 +218,19 @@ mod tests {
         assert_eq!(cancel_reason("etcdserver: no leader"), Fault::Other);
         assert!(cancel_reason("etcdserver: permission denied").may_need_new_token());
         assert!(!Fault::Compacted.may_need_new_token());
+    }
+
+    #[test]
+    fn nospace_names_the_alarm_and_its_fix() {
+        let full = crate::Error::Etcd(status(Status::resource_exhausted(
+            "etcdserver: mvcc: database space exceeded",
+        )));
+        let remedy = full.remedy().expect("a remedy");
+        for part in ["NOSPACE", "compact", "defrag", "etcdctl alarm disarm"] {
+            assert!(remedy.contains(part), "{remedy}");
+        }
+        let down = crate::Error::Etcd(status(Status::unavailable("down")));
+        assert_eq!(down.remedy(), None);
     }
 
     #[test]

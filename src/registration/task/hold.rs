@@ -57,6 +57,11 @@ impl Task {
                             lease.restart(session.since);
                             info!(key = %self.key, lease_id, "keepalive and watch streams open again");
                         }
+                        // etcd-client's "lease not found" from a new stream: etcd
+                        // answered, the lease is gone.
+                        Err(crate::Error::Etcd(etcd_client::Error::LeaseKeepAliveError(_))) => {
+                            return Outcome::Lost(LeaseLoss::Expired);
+                        }
                         Err(error) => {
                             lease.retry_later(Instant::now());
                             warn!(key = %self.key, lease_id, error = %ErrorChain(&error), "streams not open again yet");

@@ -44,8 +44,19 @@ impl Task {
                     }
                     // The last attempt is made at the deadline.
                     let delay = backoff.next_delay().min(deadline - now);
-                    warn!(key = %self.key, error = %ErrorChain(&error), "etcd not reachable yet, retrying");
-                    self.set_reconnecting(ErrorChain(&error), backoff.attempts());
+                    match error.remedy() {
+                        Some(remedy) => {
+                            warn!(key = %self.key, error = %ErrorChain(&error), remedy, "etcd refuses the registration (NOSPACE), retrying");
+                            self.set_reconnecting(
+                                format_args!("{}; {remedy}", ErrorChain(&error)),
+                                backoff.attempts(),
+                            );
+                        }
+                        None => {
+                            warn!(key = %self.key, error = %ErrorChain(&error), "etcd not reachable yet, retrying");
+                            self.set_reconnecting(ErrorChain(&error), backoff.attempts());
+                        }
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }

@@ -173,8 +173,19 @@ impl Task {
                     }
                     Err(error) => {
                         let attempt = backoff.attempts() + 1;
-                        warn!(key = %self.key, error = %ErrorChain(&error), attempt, "re-registration failed");
-                        self.set_reconnecting(ErrorChain(&error), attempt);
+                        match error.remedy() {
+                            Some(remedy) => {
+                                warn!(key = %self.key, error = %ErrorChain(&error), attempt, remedy, "re-registration refused (NOSPACE)");
+                                self.set_reconnecting(
+                                    format_args!("{}; {remedy}", ErrorChain(&error)),
+                                    attempt,
+                                );
+                            }
+                            None => {
+                                warn!(key = %self.key, error = %ErrorChain(&error), attempt, "re-registration failed");
+                                self.set_reconnecting(ErrorChain(&error), attempt);
+                            }
+                        }
                         let delay = backoff.next_delay();
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
