@@ -108,6 +108,7 @@ mod driver;
 mod tonic_channel;
 
 pub use balancer::{
-    Balancer, BalancerBuilder, EndpointStatus, ParsePolicyError, Policy, ResponseFuture,
+    Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
+    Policy, ResponseFuture,
 };
 pub use tonic_channel::tonic_channel;
