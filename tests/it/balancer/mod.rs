@@ -3,4 +3,5 @@
 
 mod channel;
 mod faults;
+mod outliers;
 mod policies;
