@@ -120,8 +120,11 @@ async fn a_failing_server_is_ejected_after_five_failures() {
     let off = balancer(Policy::RoundRobin, &[&a, &bad, &b], OutlierDetection::disabled());
     assert_eq!(run(&off, 30, Duration::from_secs(2)).await.0, 10);
     let channel = tonic_channel(&[&a, &bad, &b]);
-    // Let the channel see its three endpoints first.
-    support::balancer::answering(&channel, 2).await;
+    // Let the channel see its endpoints first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run(&channel, 1, Duration::from_secs(2)).await.0 > 0 {
+        assert!(Instant::now() < deadline, "tonic's channel never answered");
+    }
     let (failed, _) = run(&channel, 150, Duration::from_secs(2)).await;
     eprintln!("tonic's channel: {failed} of 150 failed");
     assert!(failed > 15, "tonic's channel has no outlier detection: {failed}");
