@@ -3,5 +3,6 @@
 
 mod channel;
 mod faults;
+mod frozen;
 mod outliers;
 mod policies;

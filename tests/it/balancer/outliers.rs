@@ -40,7 +40,7 @@ fn tonic_channel(servers: &[&Faulty]) -> Channel {
 
 /// `n` requests one after the other, each given up (its future dropped)
 /// after `timeout`: how many failed.
-async fn run<S>(service: &S, n: usize, timeout: Duration) -> (usize, Vec<String>)
+pub(super) async fn run<S>(service: &S, n: usize, timeout: Duration) -> (usize, Vec<String>)
 where
     S: tonic::client::GrpcService<tonic::body::Body> + Clone,
     S::Error: Into<tonic::codegen::StdError>,
