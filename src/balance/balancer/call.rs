@@ -290,7 +290,12 @@ async fn retry(
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let pending = Pending::start(&shared, &target);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
-        let result = target.channel.clone().oneshot(request).instrument(span).await;
+        let result = target
+            .channel
+            .clone()
+            .oneshot(request)
+            .instrument(span)
+            .await;
         pending.finish(outcome_of(&result));
         match result {
             Ok(response) => return Ok(response),

@@ -95,7 +95,9 @@ impl Detector {
             return Some(Cause::Consecutive(self.consecutive));
         }
         match settings.failure_rate {
-            Some((percent, min)) if self.requests >= min && self.failed * 100 >= percent * self.requests => {
+            Some((percent, min))
+                if self.requests >= min && self.failed * 100 >= percent * self.requests =>
+            {
                 Some(Cause::Rate {
                     failed: self.failed,
                     requests: self.requests,
@@ -249,7 +251,10 @@ mod tests {
         // lasts the base time again.
         assert_eq!(detector.record(&settings, false, at(t0, 110_000)), None);
         assert_eq!(detector.times_ejected(), 0);
-        assert_eq!(eject(&mut detector, at(t0, 110_001)), Duration::from_secs(30));
+        assert_eq!(
+            eject(&mut detector, at(t0, 110_001)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

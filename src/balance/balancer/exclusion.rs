@@ -87,8 +87,12 @@ impl Shared {
             return;
         }
         match unhealthy {
-            Some(reason) => info!(service = %self.service(), endpoint = %key, %reason, "endpoint unhealthy"),
-            None => info!(service = %self.service(), endpoint = %key, reason = "SERVING", "endpoint healthy again"),
+            Some(reason) => {
+                info!(service = %self.service(), endpoint = %key, %reason, "endpoint unhealthy")
+            }
+            None => {
+                info!(service = %self.service(), endpoint = %key, reason = "SERVING", "endpoint healthy again")
+            }
         }
         self.changed(&mut set);
     }

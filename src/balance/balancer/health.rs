@@ -79,7 +79,10 @@ impl Default for Health {
 impl Drop for Health {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for task in [inner.readmit.take(), inner.watch.take()].into_iter().flatten() {
+        for task in [inner.readmit.take(), inner.watch.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -101,7 +104,9 @@ impl Health {
         if !settings.is_enabled() {
             return None;
         }
-        self.lock().detector.record(settings, failed, Instant::now())
+        self.lock()
+            .detector
+            .record(settings, failed, Instant::now())
     }
 
     /// `(requests, failures)` so far.

@@ -19,7 +19,8 @@ use super::target::Target;
 pub(super) fn spawn(shared: &Arc<Shared>, target: &Arc<Target>, service: String) -> AbortHandle {
     let weak = Arc::downgrade(shared);
     let (key, epoch) = (target.key.clone(), target.epoch);
-    let span = info_span!(parent: None, "health_check", service = %shared.service(), endpoint = %key);
+    let span =
+        info_span!(parent: None, "health_check", service = %shared.service(), endpoint = %key);
     let on_change = move |serving: bool| {
         if let Some(shared) = weak.upgrade() {
             let reason = (!serving).then(|| "health check: NOT_SERVING".to_owned());

@@ -156,7 +156,10 @@ mod tests {
     #[test]
     fn response_heads_are_read_as_grpc_codes() {
         assert_eq!(answered(200, None), Outcome::Answered(Code::Ok));
-        assert_eq!(answered(200, Some("14")), Outcome::Answered(Code::Unavailable));
+        assert_eq!(
+            answered(200, Some("14")),
+            Outcome::Answered(Code::Unavailable)
+        );
         assert_eq!(answered(200, Some("5")), Outcome::Answered(Code::NotFound));
         assert_eq!(answered(503, None), Outcome::Answered(Code::Unavailable));
         assert_eq!(answered(404, None), Outcome::Answered(Code::Unknown));
@@ -190,7 +193,9 @@ mod tests {
                 Outcome::Cancelled
             ]
         );
-        let lenient = settings.count_timeouts(false).count_connection_errors(false);
+        let lenient = settings
+            .count_timeouts(false)
+            .count_connection_errors(false);
         assert!(!Outcome::Cancelled.is_failure(&lenient));
         assert!(!Outcome::Connection.is_failure(&lenient));
     }

@@ -275,7 +275,10 @@ mod tests {
     fn ejection_time_grows_with_each_ejection_up_to_the_cap() {
         let detection = OutlierDetection::new();
         let secs = |n| detection.ejection_for(n).as_secs();
-        assert_eq!((secs(0), secs(1), secs(2), secs(10), secs(11)), (30, 30, 60, 300, 300));
+        assert_eq!(
+            (secs(0), secs(1), secs(2), secs(10), secs(11)),
+            (30, 30, 60, 300, 300)
+        );
     }
 
     #[test]
@@ -284,7 +287,12 @@ mod tests {
         assert_eq!(detection.max_ejected(3), 1);
         assert_eq!(detection.max_ejected(25), 2);
         assert_eq!(detection.max_ejected_percent(50).max_ejected(3), 1);
-        assert_eq!(OutlierDetection::new().max_ejected_percent(100).max_ejected(3), 3);
+        assert_eq!(
+            OutlierDetection::new()
+                .max_ejected_percent(100)
+                .max_ejected(3),
+            3
+        );
     }
 
     #[test]

@@ -58,8 +58,12 @@ async fn a_frozen_server_costs_at_most_five_requests() {
     // it got timed out).
     assert!(failures[2].1 <= failures[0].1, "{failures:?}");
 
-    let discovered = Discovery::new(client.clone(), &service).changes().await.unwrap();
-    let channel = tonic_etcd::balance::tonic_channel(discovered, tonic_etcd::endpoint::default_endpoint);
+    let discovered = Discovery::new(client.clone(), &service)
+        .changes()
+        .await
+        .unwrap();
+    let channel =
+        tonic_etcd::balance::tonic_channel(discovered, tonic_etcd::endpoint::default_endpoint);
     run(&channel, 30, Duration::from_secs(5)).await;
     victim.proc.signal(Signal::SIGSTOP);
     let (failed, _) = run(&channel, 150, timeout).await;

@@ -17,11 +17,7 @@ use crate::support::balancer::hello::HelloRequest;
 use crate::support::balancer::{wait_endpoints, Fault, Faulty};
 
 /// A balancer with `policy` over `servers`, a static list that never ends.
-fn balancer(
-    policy: Policy,
-    servers: &[&Faulty],
-    detection: OutlierDetection,
-) -> Balancer {
+fn balancer(policy: Policy, servers: &[&Faulty], detection: OutlierDetection) -> Balancer {
     let changes: Vec<_> = servers.iter().map(|s| s.change("svc")).collect();
     Balancer::builder(policy)
         .service("svc")
@@ -53,7 +49,9 @@ where
         let request = HelloRequest { name: "t".into() };
         match tokio::time::timeout(timeout, client.say_hello(request)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(status)) => errors.push(format!("{i}: {:?} {}", status.code(), status.message())),
+            Ok(Err(status)) => {
+                errors.push(format!("{i}: {:?} {}", status.code(), status.message()))
+            }
             Err(_) => errors.push(format!("{i}: timed out")),
         }
     }
@@ -75,7 +73,10 @@ async fn p2c_sends_a_silent_server_fewer_requests_than_round_robin() {
     support::init_tracing();
     let mut received = Vec::new();
     for policy in [Policy::RoundRobin, Policy::P2c] {
-        let (a, b) = (Faulty::start(Fault::None).await, Faulty::start(Fault::None).await);
+        let (a, b) = (
+            Faulty::start(Fault::None).await,
+            Faulty::start(Fault::None).await,
+        );
         let silent = Faulty::start(Fault::Silent).await;
         // Without outlier detection: p2c's load alone must keep it away.
         let balancer = balancer(policy, &[&a, &silent, &b], OutlierDetection::disabled());
@@ -90,19 +91,35 @@ async fn p2c_sends_a_silent_server_fewer_requests_than_round_robin() {
     }
     let (rr, p2c) = (received[0], received[1]);
     assert_eq!(rr.0, 20, "round robin: a third of 60");
-    assert!(p2c.0 < rr.0, "p2c sent the silent server {} requests, round robin {}", p2c.0, rr.0);
-    assert!(p2c.0 < p2c.1, "p2c: silent {} vs the least used healthy {}", p2c.0, p2c.1);
+    assert!(
+        p2c.0 < rr.0,
+        "p2c sent the silent server {} requests, round robin {}",
+        p2c.0,
+        rr.0
+    );
+    assert!(
+        p2c.0 < p2c.1,
+        "p2c: silent {} vs the least used healthy {}",
+        p2c.0,
+        p2c.1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_server_is_ejected_after_five_failures() {
     support::init_tracing();
     for policy in Policy::ALL {
-        let (a, b) = (Faulty::start(Fault::None).await, Faulty::start(Fault::None).await);
+        let (a, b) = (
+            Faulty::start(Fault::None).await,
+            Faulty::start(Fault::None).await,
+        );
         let bad = Faulty::start(Fault::Fail).await;
         let balancer = balancer(policy, &[&a, &bad, &b], OutlierDetection::new());
         let (failed, errors) = run(&balancer, 150, Duration::from_secs(2)).await;
-        eprintln!("{policy}: {failed} of 150 failed; the failing server got {}", bad.received());
+        eprintln!(
+            "{policy}: {failed} of 150 failed; the failing server got {}",
+            bad.received()
+        );
         assert!(failed <= 5, "{policy}: {errors:#?}");
         // p2c may prefer the others before five failures in a row.
         if failed == 5 {
@@ -110,14 +127,28 @@ async fn a_failing_server_is_ejected_after_five_failures() {
             assert_eq!(state, EndpointState::Ejected, "{policy}");
             let reason = reason.unwrap();
             assert!(reason.contains("5 consecutive failures"), "{reason}");
-            let status = balancer.endpoints().into_iter().find(|e| e.instance.addr == bad.addr.to_string()).unwrap();
-            assert_eq!((status.requests, status.failures, status.ready), (5, 5, false));
+            let status = balancer
+                .endpoints()
+                .into_iter()
+                .find(|e| e.instance.addr == bad.addr.to_string())
+                .unwrap();
+            assert_eq!(
+                (status.requests, status.failures, status.ready),
+                (5, 5, false)
+            );
         }
     }
     // Off, every third request fails, as with tonic's channel.
-    let (a, b) = (Faulty::start(Fault::None).await, Faulty::start(Fault::None).await);
+    let (a, b) = (
+        Faulty::start(Fault::None).await,
+        Faulty::start(Fault::None).await,
+    );
     let bad = Faulty::start(Fault::Fail).await;
-    let off = balancer(Policy::RoundRobin, &[&a, &bad, &b], OutlierDetection::disabled());
+    let off = balancer(
+        Policy::RoundRobin,
+        &[&a, &bad, &b],
+        OutlierDetection::disabled(),
+    );
     assert_eq!(run(&off, 30, Duration::from_secs(2)).await.0, 10);
     let channel = tonic_channel(&[&a, &bad, &b]);
     // Let the channel see its endpoints first.
@@ -127,22 +158,35 @@ async fn a_failing_server_is_ejected_after_five_failures() {
     }
     let (failed, _) = run(&channel, 150, Duration::from_secs(2)).await;
     eprintln!("tonic's channel: {failed} of 150 failed");
-    assert!(failed > 15, "tonic's channel has no outlier detection: {failed}");
+    assert!(
+        failed > 15,
+        "tonic's channel has no outlier detection: {failed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_server_is_ejected_after_its_requests_time_out() {
     support::init_tracing();
     for policy in Policy::ALL {
-        let (a, b) = (Faulty::start(Fault::None).await, Faulty::start(Fault::None).await);
+        let (a, b) = (
+            Faulty::start(Fault::None).await,
+            Faulty::start(Fault::None).await,
+        );
         let silent = Faulty::start(Fault::Silent).await;
         let balancer = balancer(policy, &[&a, &silent, &b], OutlierDetection::new());
         let (failed, errors) = run(&balancer, 100, Duration::from_millis(200)).await;
-        eprintln!("{policy}: {failed} of 100 timed out; the silent server got {}", silent.received());
+        eprintln!(
+            "{policy}: {failed} of 100 timed out; the silent server got {}",
+            silent.received()
+        );
         assert!(failed <= 5, "{policy}: {errors:#?}");
         assert!(silent.received() <= 5, "{policy}: {}", silent.received());
         if policy != Policy::P2c {
-            assert_eq!(state_of(&balancer, &silent).0, EndpointState::Ejected, "{policy}");
+            assert_eq!(
+                state_of(&balancer, &silent).0,
+                EndpointState::Ejected,
+                "{policy}"
+            );
         }
     }
 }
@@ -154,13 +198,18 @@ async fn panic_mode_routes_to_every_server_when_all_are_ejected() {
         .max_ejected_percent(100)
         .ejection_time(Duration::from_secs(60), Duration::from_secs(60));
     for policy in Policy::ALL {
-        let (a, b) = (Faulty::start(Fault::Fail).await, Faulty::start(Fault::Fail).await);
+        let (a, b) = (
+            Faulty::start(Fault::Fail).await,
+            Faulty::start(Fault::Fail).await,
+        );
         let balancer = balancer(policy, &[&a, &b], detection.clone());
         let (failed, _) = run(&balancer, 20, Duration::from_secs(2)).await;
         assert_eq!(failed, 20);
         let endpoints = balancer.endpoints();
         assert!(
-            endpoints.iter().all(|e| e.state == EndpointState::Ejected && e.ready),
+            endpoints
+                .iter()
+                .all(|e| e.state == EndpointState::Ejected && e.ready),
             "{policy}: both ejected, both routed: {endpoints:?}"
         );
         assert!(endpoints[0].reason.as_ref().unwrap().contains("panic mode"));
@@ -172,7 +221,10 @@ async fn panic_mode_routes_to_every_server_when_all_are_ejected() {
         assert_eq!(failed, 0, "{policy}: {errors:?}");
     }
     // Without panic mode, every request fails fast once both are ejected.
-    let (a, b) = (Faulty::start(Fault::Fail).await, Faulty::start(Fault::Fail).await);
+    let (a, b) = (
+        Faulty::start(Fault::Fail).await,
+        Faulty::start(Fault::Fail).await,
+    );
     let changes: Vec<_> = [&a, &b].iter().map(|s| s.change("svc")).collect();
     let strict = Balancer::builder(Policy::RoundRobin)
         .outlier_detection(detection)
@@ -188,12 +240,17 @@ async fn panic_mode_routes_to_every_server_when_all_are_ejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_that_empties_for_a_moment_fails_no_request() {
     support::init_tracing();
-    let (a, b) = (Faulty::start(Fault::None).await, Faulty::start(Fault::None).await);
+    let (a, b) = (
+        Faulty::start(Fault::None).await,
+        Faulty::start(Fault::None).await,
+    );
     for policy in Policy::ALL {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Change<String, Instance>>();
         tx.send(a.change("svc")).unwrap();
         tx.send(b.change("svc")).unwrap();
-        let balancer = Balancer::builder(policy).service("svc").build(UnboundedReceiverStream::new(rx));
+        let balancer = Balancer::builder(policy)
+            .service("svc")
+            .build(UnboundedReceiverStream::new(rx));
         let load = tokio::spawn({
             let balancer = balancer.clone();
             async move { run(&balancer, 300, Duration::from_secs(2)).await }
