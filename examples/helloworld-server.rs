@@ -17,16 +17,30 @@
 //! If etcd cannot be reached at startup, it exits at once with an error, or,
 //! with `--etcd-wait-ms N`, keeps trying for up to N ms and starts once etcd
 //! answers.
+//!
+//! It serves gRPC health (`grpc.health.v1`) for `""` and `helloworld.Greeter`,
+//! and its registration follows it: SIGUSR1 toggles both between SERVING and
+//! NOT_SERVING (printing `health: NOT_SERVING` or `health: SERVING` on stderr),
+//! and NOT_SERVING takes the key out of etcd until SERVING puts it back, on
+//! the same lease. On SIGTERM it says NOT_SERVING first, then deregisters.
+//! For fault drills, `--error-rate F` answers that fraction of calls
+//! `UNAVAILABLE` ("injected failure") and `--delay-ms N` delays every reply.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
+use tonic_etcd::health::{self, tonic_health};
 use tonic_etcd::{Error, Instance, Registrar};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 use hello::greeter_server::{Greeter, GreeterServer};
 use hello::{HelloReply, HelloRequest};
@@ -82,17 +96,42 @@ struct Args {
     /// versioned-json.
     #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
     format: String,
+    /// Fraction of SayHello calls answered UNAVAILABLE ("injected failure"),
+    /// from 0.0 to 1.0.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_error_rate,
+          allow_negative_numbers = true)]
+    error_rate: f64,
+    /// Milliseconds added to every reply.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    delay_ms: u64,
 }
+
+/// `--error-rate`: a number within 0.0..=1.0.
+fn parse_error_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number; expected 0.0 to 1.0"))?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!("{rate} is out of range; expected 0.0 to 1.0"));
+    }
+    Ok(rate)
+}
+
+/// The health service names served: the whole server, and the greeter.
+const HEALTH_SERVICES: [&str; 2] = ["", <GreeterServer<Greeting> as NamedService>::NAME];
 
 /// Accepts the names of `tonic_etcd::codec::FORMATS`.
 fn format_parser() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(tonic_etcd::codec::FORMATS)
 }
 
-/// Greets with the advertised address, so that clients see who answered.
+/// Greets with the advertised address, so that clients see who answered;
+/// fails `error_rate` of the calls and delays each reply by `delay`.
 #[derive(Debug)]
 struct Greeting {
     advertised: String,
+    error_rate: f64,
+    delay: Duration,
 }
 
 #[tonic::async_trait]
@@ -102,6 +141,12 @@ impl Greeter for Greeting {
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
         let name = request.into_inner().name;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if self.error_rate > 0.0 && rand::random::<f64>() < self.error_rate {
+            return Err(Status::unavailable("injected failure"));
+        }
         Ok(Response::new(HelloReply {
             message: format!("Hello {name} from {}", self.advertised),
         }))
@@ -124,6 +169,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One stop signal for the whole run: it cuts the startup short below, and
     // later starts the graceful shutdown.
     let mut stop = Box::pin(tonic_etcd::shutdown_signal());
+    // Health, served from the start; SIGUSR1 (whose default action would
+    // end the process) is handled from here on.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    for service in HEALTH_SERVICES {
+        reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let stopping = Arc::new(AtomicBool::new(false));
+    toggle_health_on_sigusr1(reporter.clone(), stopping.clone())?;
 
     // Bind before registering: a client that discovers us can connect at once.
     let incoming = TcpIncoming::bind(args.listen)
@@ -174,28 +229,39 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let key = registration.key().to_owned();
+    // The registration follows the greeter's health (SIGUSR1 sets both).
+    health::follow(&registration, &reporter, HEALTH_SERVICES[1]);
     eprintln!(
         "helloworld-server: listening on {listening}, registered {key} (ttl {}s)",
         args.ttl
     );
 
-    // On the signal: deregister at once, keep serving for the drain so that
-    // clients see the removal, then let tonic finish the requests in flight.
+    // On the signal: NOT_SERVING, then deregister at once, keep serving for
+    // the drain so that clients see the removal, then let tonic finish the
+    // requests in flight.
     let drain = Duration::from_millis(args.drain_ms);
     let signal = {
         let key = key.clone();
         async move {
             stop.await;
+            stopping.store(true, Ordering::SeqCst);
             eprintln!(
-                "helloworld-server: SIGINT or SIGTERM: deregistering {key}, draining {}ms",
+                "helloworld-server: SIGINT or SIGTERM: NOT_SERVING, deregistering {key}, draining {}ms",
                 drain.as_millis()
             );
         }
     };
+    let shutdown = health::shutdown_on(&registration, &reporter, HEALTH_SERVICES, signal, drain);
+    let greeting = Greeting {
+        advertised,
+        error_rate: args.error_rate,
+        delay: Duration::from_millis(args.delay_ms),
+    };
     args.tls
         .server(Server::builder())?
-        .add_service(GreeterServer::new(Greeting { advertised }))
-        .serve_with_incoming_shutdown(incoming, registration.deregister_on(signal, drain))
+        .add_service(health_service)
+        .add_service(GreeterServer::new(greeting))
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
 
     // Already done on the signal, unless etcd failed then: one more try, and
@@ -207,6 +273,35 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     eprintln!("helloworld-server: stopped");
+    Ok(())
+}
+
+/// SIGUSR1 toggles every service of [`HEALTH_SERVICES`] between SERVING and
+/// NOT_SERVING, saying so on stderr; ignored once stopping.
+fn toggle_health_on_sigusr1(
+    reporter: HealthReporter,
+    stopping: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        let mut serving = true;
+        while sigusr1.recv().await.is_some() {
+            if stopping.load(Ordering::SeqCst) {
+                continue;
+            }
+            serving = !serving;
+            let (status, name) = if serving {
+                (ServingStatus::Serving, "SERVING")
+            } else {
+                (ServingStatus::NotServing, "NOT_SERVING")
+            };
+            for service in HEALTH_SERVICES {
+                reporter.set_service_status(service, status).await;
+            }
+            eprintln!("health: {name}");
+        }
+    });
     Ok(())
 }
 

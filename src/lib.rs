@@ -70,7 +70,9 @@
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
-//!   balanced channel). An adapter for another gRPC transport belongs here.
+//!   balanced channel), [`health`] (a registration that follows the server's
+//!   gRPC health, `tonic-health`). An adapter for another gRPC transport
+//!   belongs here.
 //! - **Outside the library**: the examples (helloworld server and client,
 //!   the quick starts), the tests (one binary, `tests/it`, with the etcd
 //!   fixture in `tests/support`), and the benches.
@@ -106,6 +108,7 @@ pub mod registration;
 // Transport seam.
 pub mod balance;
 pub mod endpoint;
+pub mod health;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -105,6 +105,7 @@
 
 mod balancer;
 mod driver;
+mod health_check;
 mod tonic_channel;
 
 pub use balancer::{

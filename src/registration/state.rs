@@ -33,6 +33,13 @@ pub enum RegistrationState {
         /// How many attempts failed in a row.
         attempt: u32,
     },
+    /// Taken out of discovery on purpose (the server is not serving, see
+    /// [`Registration::set_serving`](super::Registration::set_serving)): the
+    /// key is deleted, the lease is kept alive to put it back.
+    Withdrawn {
+        /// The lease kept for the key.
+        lease_id: i64,
+    },
     /// Another registration of the same key took it over; this one stopped.
     Displaced {
         /// The lease that now holds the key.

@@ -28,6 +28,7 @@
 //!   operator actions, rolling restarts and startup of the example server.
 //! - `security` (feature `tls`): TLS, mutual TLS and users, to etcd and to the
 //!   services.
+//! - `health`: a registration that follows the server's gRPC health.
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
 //! - `fixture`: the etcd fixture itself.
@@ -41,6 +42,7 @@ mod discovery;
 mod examples;
 mod faults;
 mod fixture;
+mod health;
 mod interop_formats;
 mod registration;
 #[cfg(feature = "tls")]

@@ -290,7 +290,7 @@ struct FaultState {
     received: AtomicUsize,
 }
 
-struct FaultyHello {
+pub struct FaultyHello {
     addr: SocketAddr,
     state: Arc<FaultState>,
 }
@@ -316,6 +316,19 @@ impl hello::greeter_server::Greeter for FaultyHello {
 impl Faulty {
     /// A server on a free port, answering as `fault` says.
     pub async fn start(fault: Fault) -> Faulty {
+        Faulty::serve(fault, None).await
+    }
+
+    /// As [`start`](Faulty::start), also serving `grpc.health.v1` with the
+    /// reporter returned (`helloworld.Greeter` set `SERVING`).
+    pub async fn with_health(fault: Fault) -> (Faulty, tonic_health::server::HealthReporter) {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<GreeterServer<FaultyHello>>().await;
+        let routes = tonic::service::Routes::new(health);
+        (Faulty::serve(fault, Some(routes)).await, reporter)
+    }
+
+    async fn serve(fault: Fault, routes: Option<tonic::service::Routes>) -> Faulty {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(FaultState::default());
@@ -325,8 +338,11 @@ impl Faulty {
             state: state.clone(),
         };
         let task = tokio::spawn(async move {
+            let routes = routes
+                .unwrap_or_default()
+                .add_service(GreeterServer::new(greeter));
             Server::builder()
-                .add_service(GreeterServer::new(greeter))
+                .add_routes(routes)
                 .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
                 .await
                 .unwrap();

@@ -14,6 +14,7 @@ use tracing::{info_span, Instrument};
 
 use super::shared::Shared;
 use super::target::Target;
+use crate::balance::health_check::watch;
 
 /// Starts the health checks of `target` for `service`.
 pub(super) fn spawn(shared: &Arc<Shared>, target: &Arc<Target>, service: String) -> AbortHandle {
@@ -23,7 +24,8 @@ pub(super) fn spawn(shared: &Arc<Shared>, target: &Arc<Target>, service: String)
         info_span!(parent: None, "health_check", service = %shared.service(), endpoint = %key);
     let on_change = move |serving: bool| {
         if let Some(shared) = weak.upgrade() {
-            let reason = (!serving).then(|| "health check: NOT_SERVING".to_owned());
+            let reason =
+                (!serving).then(|| "health check: NOT_SERVING (or SERVICE_UNKNOWN)".to_owned());
             shared.set_health(&key, epoch, reason);
         }
     };
@@ -31,14 +33,4 @@ pub(super) fn spawn(shared: &Arc<Shared>, target: &Arc<Target>, service: String)
         .runtime()
         .spawn(watch(target.channel.clone(), service, on_change).instrument(span))
         .abort_handle()
-}
-
-/// Stand-in for `crate::balance::health_check::watch` (issue-hsig), with its
-/// signature, until that branch is merged: reports nothing.
-async fn watch(
-    _channel: tonic::transport::Channel,
-    _service: String,
-    _on_change: impl FnMut(bool) + Send + 'static,
-) {
-    std::future::pending::<()>().await;
 }

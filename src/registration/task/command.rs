@@ -17,6 +17,12 @@ pub(in crate::registration) enum Command {
     },
     /// Stop, delete the key if ours, revoke the lease.
     Deregister { reply: Reply },
+    /// Put the key back (`true`) or take it out of discovery (`false`),
+    /// keeping the lease (`withdraw.rs`).
+    Serving {
+        serving: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// Where the task sends the result of a deregistration.

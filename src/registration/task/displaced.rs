@@ -28,7 +28,7 @@ impl Task {
         }
         while let Some(command) = commands.recv().await {
             match command {
-                Command::Update { reply, .. } => {
+                Command::Update { reply, .. } | Command::Serving { reply, .. } => {
                     let _ = reply.send(Err(Error::Displaced {
                         key: self.key.clone(),
                         by_lease,

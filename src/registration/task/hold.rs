@@ -53,6 +53,10 @@ impl Task {
                         for event in resp.events() {
                             let Some(kv) = event.kv() else { continue };
                             match event.event_type() {
+                                // Withdrawn (`withdraw.rs`): the key is meant
+                                // to be absent; nothing of ours is put back.
+                                EventType::Delete if self.withdrawn => {}
+                                EventType::Put if self.withdrawn && kv.lease() == 0 => {}
                                 EventType::Delete => {
                                     warn!(key = %self.key, lease_id, "key deleted while the lease lives, putting it back");
                                     if let Err(error) = self.put(lease_id).await {
@@ -85,6 +89,11 @@ impl Task {
                         }
                     }
                     Some(Command::Deregister { reply }) => return Outcome::Stop(Some(reply)),
+                    Some(Command::Serving { serving, reply }) => {
+                        if let Err(outcome) = self.write_serving(lease_id, serving, reply).await {
+                            return outcome;
+                        }
+                    }
                     None => return Outcome::Stop(None),
                 },
             }

@@ -102,8 +102,7 @@ impl Task {
     }
 
     async fn open(&self, lease_id: i64) -> Result<Session> {
-        let put = self.put(lease_id).await?;
-        let revision = put.header().map_or(0, |h| h.revision());
+        let revision = self.put_or_withhold(lease_id).await?;
         let (keeper, keepalive) = self
             .call(|mut client| async move { client.lease_keep_alive(lease_id).await })
             .await?;

@@ -12,7 +12,8 @@
 //! - `outcome`: how a session ends, and why a lease was lost;
 //! - `update`: writing a changed instance, now or on recovery;
 //! - `displaced`: giving way to a newer registration of the same key;
-//! - `deregister`: the two ways to delete the key and revoke the leases.
+//! - `deregister`: the two ways to delete the key and revoke the leases;
+//! - `withdraw`: taking the key out of discovery and back, on the same lease.
 
 mod command;
 mod deregister;
@@ -22,6 +23,7 @@ mod lease;
 mod outcome;
 mod run;
 mod update;
+mod withdraw;
 
 pub(super) use command::{Command, Reply};
 pub(super) use lease::SessionHandle;

@@ -35,6 +35,9 @@ pub(super) enum LeaseLoss {
     /// The updated value could not be written; the caller of `update` got the
     /// error, and the value is written by the next session.
     UpdateNotWritten,
+    /// A change of serving (`withdraw.rs`) could not be written; the next
+    /// session applies it.
+    ServingNotWritten,
     /// A request failed: a keepalive, a stream, or putting the key back.
     Failed(Error),
 }
@@ -56,6 +59,7 @@ impl fmt::Display for LeaseLoss {
             }
             Self::WatchClosed => f.write_str("the watch of the own key closed"),
             Self::UpdateNotWritten => f.write_str("the updated value could not be written"),
+            Self::ServingNotWritten => f.write_str("the change of serving could not be written"),
             Self::Failed(error) => ErrorChain(error).fmt(f),
         }
     }

@@ -40,6 +40,8 @@ pub(in crate::registration) struct Task {
     /// granted by attempts that failed after their put. Revoked once a new
     /// lease holds the key; never before, or the key would go with them.
     pub(super) stale_leases: Vec<i64>,
+    /// Taken out of discovery on purpose (`withdraw.rs`): no key is put.
+    pub(super) withdrawn: bool,
 }
 
 impl Task {
@@ -64,6 +66,7 @@ impl Task {
             codec,
             state,
             stale_leases: Vec::new(),
+            withdrawn: false,
         }
     }
 
@@ -169,6 +172,9 @@ impl Task {
                                     self.finish(None, Some(reply)).await;
                                     return;
                                 }
+                                Some(Command::Serving { serving, reply }) => {
+                                    self.keep_serving(serving, reply, error);
+                                }
                                 None => {
                                     self.finish(None, None).await;
                                     return;
@@ -180,8 +186,7 @@ impl Task {
                 continue;
             };
             let lease_id = current.lease_id;
-            self.state
-                .send_replace(RegistrationState::Registered { lease_id });
+            self.state.send_replace(self.held_state(lease_id));
             match self.hold(current, &mut commands).await {
                 Outcome::Lost(loss) => {
                     warn!(key = %self.key, lease_id, reason = %loss, "lease lost, registering again");

@@ -21,6 +21,11 @@ impl Task {
     ) -> Result<(), Outcome> {
         self.instance = instance;
         self.value = value;
+        if self.withdrawn {
+            // Written when serving again (`withdraw.rs`).
+            let _ = reply.send(Ok(()));
+            return Ok(());
+        }
         match self.put(lease_id).await {
             Ok(_) => {
                 info!(key = %self.key, lease_id, "registration updated");

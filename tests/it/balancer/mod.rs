@@ -4,5 +4,6 @@
 mod channel;
 mod faults;
 mod frozen;
+mod health_checks;
 mod outliers;
 mod policies;

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "tls")]
 mod formats;
+#[cfg(feature = "tls")]
+mod health;
 mod quickstart;
 mod scenario;
 #[cfg(feature = "tls")]
