@@ -21,7 +21,17 @@ async fn a_frozen_server_costs_at_most_five_requests() {
     let client = etcd.client().await;
     let service = support::unique("frozen");
     let mut servers: Vec<Server> = (0..3)
-        .map(|_| Server::start(Cmd::server().args(["--etcd", &endpoint, "--service", &service])))
+        // A lease that outlives the freeze: the frozen server cannot renew it.
+        .map(|_| {
+            Server::start(Cmd::server().args([
+                "--etcd",
+                &endpoint,
+                "--service",
+                &service,
+                "--ttl",
+                "60",
+            ]))
+        })
         .collect();
     for server in &mut servers {
         let key = format!("/services/{service}/{}", server.addr);
