@@ -22,6 +22,10 @@
 //! cargo run --example helloworld-server -- --listen 127.0.0.1:50053 --weight 3
 //! cargo run --example helloworld-client -- --requests 40 --balancer weighted
 //! ```
+//!
+//! `--outlier-detection on|off` (default `on`) turns the balancer's passive
+//! outlier detection on or off; `--health-check` adds active health checks
+//! (`grpc.health.v1`, service `helloworld.Greeter`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,6 +80,23 @@ struct Args {
     /// versioned-json.
     #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
     format: String,
+    /// Active health checks: one grpc.health.v1 Watch per server, for
+    /// `helloworld.Greeter`; a server not SERVING leaves rotation (the crate's
+    /// balancers only).
+    #[arg(long)]
+    health_check: bool,
+    /// Passive outlier detection of the crate's balancers: a server whose
+    /// requests fail (5 in a row, or half of 20 within 10 s) leaves rotation
+    /// for 30 s and more.
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = Switch::On)]
+    outlier_detection: Switch,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// Accepts the names of `tonic_etcd::codec::FORMATS`.
@@ -145,12 +166,16 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         BalancerKind::Tonic => None,
     };
     let mut greeter = match policy {
-        Some(policy) => Greeter::Balancer(GreeterClient::new(
-            Balancer::builder(policy)
-                .endpoint(template)
-                .discover(discovery)
-                .await?,
-        )),
+        Some(policy) => {
+            let mut builder = Balancer::builder(policy).endpoint(template);
+            if args.outlier_detection == Switch::Off {
+                builder = builder.outlier_detection(tonic_etcd::OutlierDetection::disabled());
+            }
+            if args.health_check {
+                builder = builder.health_check("helloworld.Greeter");
+            }
+            Greeter::Balancer(GreeterClient::new(builder.discover(discovery).await?))
+        }
         None => {
             let changes = discovery.changes().await?;
             let view = changes.view();

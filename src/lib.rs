@@ -121,6 +121,7 @@ pub mod health;
 pub mod tls;
 
 pub use balance::{Balancer, BalancerBuilder, Policy};
+pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, ErrorChain, Result};

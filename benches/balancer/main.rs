@@ -14,7 +14,8 @@
 //!
 //! One module per concern: `measure` (allocations, CPU time, pinning),
 //! `servers`, `clients` (the compared clients and the runs), then one module
-//! per row: `remove` (2), `overhead` (4), `slow` (5).
+//! per row: `remove` (2), `overhead` (4), `slow` (5), `bad_instance` (12,
+//! 13: one failing or frozen instance of three).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -22,6 +23,7 @@ mod support;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bad_instance;
 mod clients;
 mod measure;
 mod overhead;
@@ -31,6 +33,7 @@ mod slow;
 
 use std::time::Duration;
 
+use bad_instance::bad_instance;
 use common::{section, Args};
 use measure::pin_to_cpu;
 use overhead::overhead;
@@ -86,6 +89,16 @@ fn main() {
                 )
                 .await,
             );
+        }
+        for (row, fault) in [
+            (12, support::balancer::Fault::Fail),
+            (13, support::balancer::Fault::Silent),
+        ] {
+            if args.runs(row) {
+                eprintln!("one bad instance of three (row {row})…");
+                let seconds = if quick { 3 } else { 10 };
+                rows.push(bad_instance(fault, Duration::from_secs(seconds)).await);
+            }
         }
         section(
             "Balancing",

@@ -109,6 +109,7 @@ mod health_check;
 mod tonic_channel;
 
 pub use balancer::{
-    Balancer, BalancerBuilder, EndpointStatus, ParsePolicyError, Policy, ResponseFuture,
+    Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
+    Policy, ResponseFuture,
 };
 pub use tonic_channel::tonic_channel;

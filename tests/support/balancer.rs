@@ -263,3 +263,112 @@ pub async fn wait_endpoints(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// How a [`Faulty`] greeter answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `Hello … from {addr}`, as [`Greeter`].
+    None,
+    /// `UNAVAILABLE` "injected failure" to every request.
+    Fail,
+    /// Accepts the connection and the request, and never answers.
+    Silent,
+}
+
+/// A greeter on 127.0.0.1 whose behaviour can change at any time
+/// ([`Faulty::set`]), serving on the test's runtime; stopped on drop.
+pub struct Faulty {
+    pub addr: SocketAddr,
+    state: Arc<FaultState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    fault: std::sync::Mutex<Option<Fault>>,
+    /// Requests received, whatever the answer.
+    received: AtomicUsize,
+}
+
+pub struct FaultyHello {
+    addr: SocketAddr,
+    state: Arc<FaultState>,
+}
+
+#[tonic::async_trait]
+impl hello::greeter_server::Greeter for FaultyHello {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        self.state.received.fetch_add(1, Ordering::SeqCst);
+        let fault = self.state.fault.lock().unwrap().unwrap_or(Fault::None);
+        match fault {
+            Fault::None => Ok(Response::new(HelloReply {
+                message: format!("Hello {} from {}", request.into_inner().name, self.addr),
+            })),
+            Fault::Fail => Err(Status::unavailable("injected failure")),
+            Fault::Silent => std::future::pending().await,
+        }
+    }
+}
+
+impl Faulty {
+    /// A server on a free port, answering as `fault` says.
+    pub async fn start(fault: Fault) -> Faulty {
+        Faulty::serve(fault, None).await
+    }
+
+    /// As [`start`](Faulty::start), also serving `grpc.health.v1` with the
+    /// reporter returned (`helloworld.Greeter` set `SERVING`).
+    pub async fn with_health(fault: Fault) -> (Faulty, tonic_health::server::HealthReporter) {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<GreeterServer<FaultyHello>>().await;
+        let routes = tonic::service::Routes::new(health);
+        (Faulty::serve(fault, Some(routes)).await, reporter)
+    }
+
+    async fn serve(fault: Fault, routes: Option<tonic::service::Routes>) -> Faulty {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(FaultState::default());
+        *state.fault.lock().unwrap() = Some(fault);
+        let greeter = FaultyHello {
+            addr,
+            state: state.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let routes = routes
+                .unwrap_or_default()
+                .add_service(GreeterServer::new(greeter));
+            Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                .await
+                .unwrap();
+        });
+        Faulty { addr, state, task }
+    }
+
+    /// Answers as `fault` says from now on.
+    pub fn set(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap() = Some(fault);
+    }
+
+    /// How many requests it has received.
+    pub fn received(&self) -> usize {
+        self.state.received.load(Ordering::SeqCst)
+    }
+
+    /// Its instance of `service`, keyed by its address.
+    pub fn change(&self, service: &str) -> tonic_etcd::Change<String, Instance> {
+        let instance = Instance::new(service, self.addr.to_string()).unwrap();
+        tonic_etcd::Change::Insert(self.addr.to_string(), instance)
+    }
+}
+
+impl Drop for Faulty {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

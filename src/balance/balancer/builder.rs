@@ -11,9 +11,10 @@ use tonic::transport::Endpoint;
 use tower::discover::Change;
 use tracing::info_span;
 
+use super::outlier::OutlierDetection;
 use super::policy::Policy;
 use super::service::Balancer;
-use super::shared::{Shared, Template};
+use super::shared::{Options, Shared, Template};
 use crate::discovery::{Discovery, DiscoveryView};
 use crate::endpoint::default_endpoint;
 use crate::error::Result;
@@ -44,6 +45,7 @@ impl Balancer {
             service: None,
             template: Arc::new(default_endpoint),
             wait: Duration::ZERO,
+            options: Options::default(),
         }
     }
 }
@@ -76,6 +78,7 @@ pub struct BalancerBuilder {
     service: Option<String>,
     template: Template,
     wait: Duration,
+    options: Options,
 }
 
 impl fmt::Debug for BalancerBuilder {
@@ -84,6 +87,10 @@ impl fmt::Debug for BalancerBuilder {
             .field("policy", &self.policy)
             .field("service", &self.service)
             .field("wait", &self.wait)
+            .field("outlier_detection", &self.options.outlier)
+            .field("panic_mode", &self.options.panic_mode)
+            .field("health_check", &self.options.health_check)
+            .field("removal_grace", &self.options.removal_grace)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +145,81 @@ impl BalancerBuilder {
     /// ```
     pub fn wait_for_endpoint(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// Sets passive outlier detection: which failures take an endpoint out
+    /// of rotation, and for how long. On by default with
+    /// [`OutlierDetection::new`]'s settings (5 consecutive failures, or 50 %
+    /// of at least 20 requests in 10 s; ejected for 30 s × the times ejected,
+    /// up to 300 s; at most 10 % of the endpoints, but always one);
+    /// [`OutlierDetection::disabled`] turns it off.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, OutlierDetection, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin)
+    ///     .outlier_detection(OutlierDetection::new().consecutive_failures(3));
+    /// let off = Balancer::builder(Policy::RoundRobin)
+    ///     .outlier_detection(OutlierDetection::disabled());
+    /// ```
+    pub fn outlier_detection(mut self, detection: OutlierDetection) -> Self {
+        self.options.outlier = detection;
+        self
+    }
+
+    /// Sets panic mode (on by default): when outlier detection and health
+    /// checks have taken out every connected endpoint, requests go to all of
+    /// them as if none were out, rather than failing (as Envoy does).
+    /// Endpoints that cannot be connected to stay out either way. Off, such
+    /// requests fail with `UNAVAILABLE` ("no ready endpoint").
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin).panic_mode(false);
+    /// ```
+    pub fn panic_mode(mut self, on: bool) -> Self {
+        self.options.panic_mode = on;
+        self
+    }
+
+    /// Turns on active health checks (gRPC's client-side health checking):
+    /// one `grpc.health.v1.Health/Watch` stream per endpoint connection, for
+    /// `service` (`""` for the server as a whole). `NOT_SERVING` or
+    /// `SERVICE_UNKNOWN` takes the endpoint out of rotation until it reports
+    /// `SERVING`; a server without the health service (`UNIMPLEMENTED`)
+    /// counts as healthy, with one warning; a failed stream is retried with
+    /// backoff and changes nothing by itself. An endpoint is in rotation
+    /// until its first answer. Off by default: no health stream is opened.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin).health_check("helloworld.Greeter");
+    /// ```
+    pub fn health_check(mut self, service: impl Into<String>) -> Self {
+        self.options.health_check = Some(service.into());
+        self
+    }
+
+    /// Sets how long a removal that would leave no ready endpoint waits
+    /// before it takes effect (default 1 s; zero: at once). A set that
+    /// empties for a moment (every lease revoked at once, the servers
+    /// registering again a moment later) then fails no request: the last
+    /// endpoint keeps its requests until an instance is inserted (which ends
+    /// the wait) or the grace is over. A set that stays empty still fails
+    /// fast after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::RoundRobin)
+    ///     .removal_grace(Duration::from_millis(500));
+    /// ```
+    pub fn removal_grace(mut self, grace: Duration) -> Self {
+        self.options.removal_grace = grace;
         self
     }
 
@@ -200,7 +282,13 @@ impl BalancerBuilder {
             .or_else(|| discovery.as_ref().map(|view| view.service().to_owned()))
             .unwrap_or_default();
         let span = info_span!(parent: None, "balancer", service = %service, policy = %self.policy);
-        let shared = Arc::new(Shared::new(service, self.policy, self.template, self.wait));
+        let shared = Arc::new(Shared::with_options(
+            service,
+            self.policy,
+            self.template,
+            self.wait,
+            self.options,
+        ));
         Balancer::start(shared, changes, discovery, span)
     }
 }

@@ -22,13 +22,12 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tonic::Status;
 use tower::{Service, ServiceExt};
-use tracing::debug;
+use tracing::{debug, debug_span, Instrument, Span};
 
 use super::body::Slot;
 use super::failure::Failure;
 use super::head::Head;
-use super::load::InFlight;
-use super::policy::Policy;
+use super::outcome::{Outcome, Pending};
 use super::shared::Shared;
 use super::target::Target;
 use crate::error::ErrorChain;
@@ -69,7 +68,10 @@ struct First {
     head: Head,
     slot: Slot,
     attempt: Attempt,
-    in_flight: Option<InFlight>,
+    /// The attempt's outcome, to be reported (see `outcome`).
+    pending: Option<Pending>,
+    /// The request's span, naming its endpoint (debug level).
+    span: Span,
     /// Until when the request may wait for an endpoint, counted from its
     /// start; `None` without a wait.
     deadline: Option<Instant>,
@@ -114,9 +116,9 @@ impl Call {
         let slot = Slot::new(body);
         let request = http::Request::from_parts(parts, Body::new(slot.lend()));
         let channel = target.borrow_channel();
-        // Only p2c reads the load; the request counts from its pick, as a
-        // retried one does.
-        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
+        // The attempt counts from its pick, as a retried one does.
+        let pending = Some(Pending::start(&shared, &target));
+        let span = debug_span!("request", endpoint = %target.key);
         Call {
             state: State::First(First {
                 shared,
@@ -124,7 +126,8 @@ impl Call {
                 head,
                 slot,
                 attempt: Attempt::Waiting(channel, request),
-                in_flight,
+                pending,
+                span,
                 deadline,
             }),
         }
@@ -184,6 +187,7 @@ impl First {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<http::Response<Body>, tonic::transport::Error>> {
+        let _entered = self.span.enter();
         if let Attempt::Waiting(channel, _) = &mut self.attempt {
             ready!(channel.poll_ready(cx))?;
             let Attempt::Waiting(mut channel, request) =
@@ -198,8 +202,8 @@ impl First {
             unreachable!("the channel has the request");
         };
         let result = ready!(Pin::new(response).poll(cx));
-        if let (Ok(_), Some(in_flight)) = (&result, self.in_flight.take()) {
-            in_flight.finish();
+        if let Some(pending) = self.pending.take() {
+            pending.finish(outcome_of(&result));
         }
         Poll::Ready(result)
     }
@@ -284,19 +288,26 @@ async fn retry(
         };
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
-        let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
-        match target.channel.clone().oneshot(request).await {
-            Ok(response) => {
-                if let Some(in_flight) = in_flight {
-                    in_flight.finish();
-                }
-                return Ok(response);
-            }
-            Err(error) => {
-                drop(in_flight);
-                state.failed(&shared, target, error, &slot)?;
-            }
+        let pending = Pending::start(&shared, &target);
+        let span = debug_span!("request", endpoint = %target.key, retry = true);
+        let result = target
+            .channel
+            .clone()
+            .oneshot(request)
+            .instrument(span)
+            .await;
+        pending.finish(outcome_of(&result));
+        match result {
+            Ok(response) => return Ok(response),
+            Err(error) => state.failed(&shared, target, error, &slot)?,
         }
+    }
+}
+
+fn outcome_of(result: &Result<http::Response<Body>, tonic::transport::Error>) -> Outcome {
+    match result {
+        Ok(response) => Outcome::of_response(response),
+        Err(error) => Outcome::of_error(error),
     }
 }
 

@@ -1,6 +1,12 @@
 //! Peak-EWMA load of one endpoint, as in [`tower::load::PeakEwma`]: a moving
 //! average of response times that jumps up to any slower response at once and
 //! decays slowly, times the number of requests in flight plus one.
+//!
+//! Every attempt leaves a sample, whatever its end: an answer, an error, or a
+//! future dropped by its caller (a deadline). As with tower's handle, the
+//! sample is taken when the [`InFlight`] guard is dropped, so an endpoint
+//! that never answers looks as slow as the longest wait for it, never as
+//! fast as an idle one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -97,31 +103,51 @@ impl PeakEwma {
         InFlight {
             load: self.clone(),
             sent: now,
+            recorded: false,
         }
+    }
+
+    /// How many requests are in flight now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 
-/// One request in flight on an endpoint.
+/// One request in flight on an endpoint: counted until dropped, when its
+/// time since [`PeakEwma::start`] becomes a sample (answered, failed or
+/// cancelled alike).
 #[derive(Debug)]
 pub(crate) struct InFlight {
     load: Arc<PeakEwma>,
     sent: Instant,
+    recorded: bool,
 }
 
 impl InFlight {
-    /// The response arrived: record its response time.
-    pub(crate) fn finish(self) {
-        self.finish_at(Instant::now());
+    /// Records the time since the start at `now`, once.
+    fn record_at(&mut self, now: Instant) -> Duration {
+        let rtt = now.saturating_duration_since(self.sent);
+        if !self.recorded {
+            self.recorded = true;
+            self.load.lock().observe(rtt.as_nanos() as f64, now);
+        }
+        rtt
     }
 
-    fn finish_at(self, now: Instant) {
-        let rtt = now.saturating_duration_since(self.sent);
-        self.load.lock().observe(rtt.as_nanos() as f64, now);
+    /// Ends the attempt now: records its time and returns it.
+    pub(crate) fn finish(mut self) -> Duration {
+        self.record_at(Instant::now())
+    }
+
+    #[cfg(test)]
+    fn finish_at(mut self, now: Instant) {
+        self.record_at(now);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.record_at(Instant::now());
         self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -177,9 +203,23 @@ mod tests {
         let a = load.start_at(t0);
         let b = load.start_at(t0);
         assert!((load.cost(t0) / idle - 3.0).abs() < 1e-6);
+        // Dropping one records its (tiny) time: the estimate barely moves.
         drop(a);
-        assert!((load.cost(t0) / idle - 2.0).abs() < 1e-6);
+        assert!((load.cost(t0) / idle - 2.0).abs() < 1e-2);
         drop(b);
-        assert!((load.cost(t0) / idle - 1.0).abs() < 1e-6);
+        assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_dropped_request_leaves_its_wait_as_a_sample() {
+        // A request cancelled by its caller (a deadline) never finishes: the
+        // drop must still record how long it waited, or a silent endpoint
+        // would look like the fastest.
+        let load = Arc::new(PeakEwma::new(Duration::from_millis(1)));
+        let waiting = load.start();
+        std::thread::sleep(Duration::from_millis(30));
+        drop(waiting);
+        assert_eq!(load.in_flight(), 0);
+        assert!(load.rtt() >= Duration::from_millis(25), "{:?}", load.rtt());
     }
 }

@@ -14,14 +14,25 @@
 //!   another attempt), `body` (the body lent to each attempt) and `failure`
 //!   (what a failed attempt means);
 //! - `picker` and `load`: the picking rules and the peak-EWMA load, over plain
-//!   data.
+//!   data;
+//! - request-level health: `outcome` (how an attempt ended, and the one place
+//!   it is taken in), `outlier` ([`OutlierDetection`]'s settings), `detector`
+//!   (its state machine, over plain data), `health` (an endpoint's counters
+//!   and verdicts), `exclusion` (ejection, readmission, health verdicts under
+//!   the set's lock), `health_wiring` (active health checks).
 
 mod body;
 mod builder;
 mod call;
+mod detector;
+mod exclusion;
 mod failure;
 mod head;
+mod health;
+mod health_wiring;
 mod load;
+mod outcome;
+mod outlier;
 mod picker;
 mod policy;
 mod service;
@@ -32,9 +43,10 @@ mod target;
 mod tasks;
 
 pub use builder::BalancerBuilder;
+pub use outlier::OutlierDetection;
 pub use policy::{ParsePolicyError, Policy};
 pub use service::{Balancer, ResponseFuture};
-pub use status::EndpointStatus;
+pub use status::{EndpointState, EndpointStatus};
 
 const _: () = {
     const fn assert_bounds<T: Send + Sync + Clone + Unpin + 'static>() {}
@@ -43,6 +55,8 @@ const _: () = {
     assert_bounds::<Balancer>();
     assert_bounds::<Policy>();
     assert_bounds::<EndpointStatus>();
+    assert_bounds::<OutlierDetection>();
+    assert_bounds::<EndpointState>();
     assert_send_sync::<BalancerBuilder>();
     assert_send_sync::<ParsePolicyError>();
     assert_send::<ResponseFuture>();

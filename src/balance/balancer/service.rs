@@ -90,6 +90,26 @@ use crate::discovery::DiscoveryView;
 ///   ends while it runs; any other stream may (a static list does at once):
 ///   the balancer then goes on with the endpoints it had, ejecting and
 ///   probing them as usual, and no instance is added or removed any more.
+/// - **Failing endpoints are ejected.** Passive outlier detection (on by
+///   default, [`OutlierDetection`](crate::OutlierDetection)) takes out an
+///   endpoint after 5 consecutive failures (`UNAVAILABLE`, a connection error
+///   after sending, a deadline expired waiting for it), or a failure rate of
+///   50 % over at least 20 requests in 10 s, for 30 s × the times ejected (at
+///   most 300 s), then readmits it on probation.
+/// - **Panic mode.** When every connected endpoint is ejected or unhealthy,
+///   requests go to all of them as if none were
+///   ([`panic_mode`](super::BalancerBuilder::panic_mode), on by default).
+/// - **A set empty for a moment fails nothing.** A removal that would leave
+///   no ready endpoint waits for the
+///   [`removal_grace`](super::BalancerBuilder::removal_grace) (1 s); an
+///   insert meanwhile ends the wait.
+/// - **Health checks** (opt-in,
+///   [`health_check`](super::BalancerBuilder::health_check)) take out an
+///   endpoint whose `grpc.health.v1` service does not report `SERVING`.
+/// - Every endpoint state change is an `info` event with the fields
+///   `service`, `endpoint` and `reason`; each request has a `debug` span
+///   naming its endpoint. [`Balancer::endpoints`] reports each endpoint's
+///   state, reason, counters and latency estimate.
 /// - The task, the stream (with a discovery, its etcd watch), and the probes
 ///   stop when every clone of the balancer has been dropped. Requests in
 ///   flight finish.
@@ -101,9 +121,10 @@ use crate::discovery::DiscoveryView;
 ///
 /// # Limits
 ///
-/// - An endpoint is judged only by whether it can be connected to. A server
-///   that accepts connections and then fails every request stays in the set;
-///   its errors reach the caller.
+/// - Outlier detection reads the gRPC code of the response head only: a
+///   streaming call that fails after its first message (the code in the
+///   trailers) counts as answered. Until an endpoint is ejected, its failures
+///   reach the callers (5 with the defaults).
 /// - A black-holed address costs each request that tries it the endpoint's
 ///   `connect_timeout` (1 s with the default template) before the retry.
 /// - A server that dies while requests are on its connection (in flight, or
@@ -184,7 +205,9 @@ impl Balancer {
         self.shared.policy()
     }
 
-    /// The endpoints now, sorted by key, each ready or ejected.
+    /// The endpoints now, sorted by key, each with its state (ready,
+    /// connecting, ejected, unhealthy), why, its counters and its latency
+    /// estimate: see [`EndpointStatus`].
     ///
     /// ```no_run
     /// # fn f(balancer: tonic_etcd::Balancer) {

@@ -25,6 +25,12 @@ pub(super) struct Entry {
 
 impl Entry {
     pub(super) fn ready(&self) -> bool {
+        self.probe.is_none() && self.target.health.admits()
+    }
+
+    /// Connected (not probed), whatever its answers say: what panic mode
+    /// routes to.
+    pub(super) fn connected(&self) -> bool {
         self.probe.is_none()
     }
 }
@@ -41,6 +47,11 @@ pub(super) struct Set {
     pub(super) weights: Vec<(u32, i64)>,
     pub(super) round_robin: RoundRobin,
     next_epoch: u64,
+    /// Route to the connected endpoints when none is ready (all ejected or
+    /// unhealthy).
+    pub(super) panic_mode: bool,
+    /// Whether the ready list is panic mode's.
+    pub(super) panicking: bool,
 }
 
 impl Set {
@@ -85,7 +96,13 @@ impl Set {
     /// Recomputes the ready list after any change, and restarts the weighted
     /// rotation so that it follows the new weights exactly.
     pub(super) fn rebuild(&mut self) {
-        let ready = self.entries.values().filter(|entry| entry.ready());
+        let mut ready: Vec<&Entry> = self.entries.values().filter(|e| e.ready()).collect();
+        self.panicking = false;
+        if ready.is_empty() && self.panic_mode {
+            ready = self.entries.values().filter(|e| e.connected()).collect();
+            self.panicking = !ready.is_empty();
+        }
+        let ready = ready.into_iter();
         self.ready = ready.clone().map(|entry| entry.target.clone()).collect();
         self.weights = ready
             .map(|entry| (entry.instance.weight.max(1), 0))

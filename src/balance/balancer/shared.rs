@@ -7,21 +7,31 @@
 //!              ▲                                        │ probe: connect with backoff
 //!              └──── Insert with a new address ◄────────┘ Remove: probe aborted
 //! ```
+//!
+//! Outlier ejections and health verdicts take endpoints out too (see
+//! `exclusion`); when they have taken out every connected endpoint, panic
+//! mode routes to them all. A `Remove` that would leave no ready endpoint
+//! waits for the removal grace: an `Insert` meanwhile (the instance coming
+//! back, or another one) ends the wait.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::health_wiring;
+use super::outlier::OutlierDetection;
 use super::picker::{p2c, smooth_weighted};
 use super::policy::Policy;
 use super::set::{Entry, Set};
-use super::status::EndpointStatus;
+use super::status::{EndpointState, EndpointStatus};
 use super::target::Target;
 use super::tasks::probe;
 use crate::error::ErrorChain;
@@ -31,6 +41,30 @@ use crate::instance::Instance;
 /// Turns an instance into the tonic endpoint to connect to.
 pub(super) type Template = Arc<dyn Fn(&Instance) -> Result<Endpoint> + Send + Sync>;
 
+/// The request-level health options of a balancer (see the builder).
+#[derive(Debug, Clone)]
+pub(super) struct Options {
+    pub(super) outlier: OutlierDetection,
+    pub(super) panic_mode: bool,
+    /// The service name of the health checks; `None` without.
+    pub(super) health_check: Option<String>,
+    pub(super) removal_grace: Duration,
+}
+
+/// How long a removal that would leave no ready endpoint waits by default.
+pub(super) const REMOVAL_GRACE: Duration = Duration::from_secs(1);
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            outlier: OutlierDetection::new(),
+            panic_mode: true,
+            health_check: None,
+            removal_grace: REMOVAL_GRACE,
+        }
+    }
+}
+
 /// What every clone of a balancer, its driver, its probes and its requests
 /// share.
 pub(super) struct Shared {
@@ -38,8 +72,11 @@ pub(super) struct Shared {
     policy: Policy,
     template: Template,
     wait: Duration,
+    options: Options,
     runtime: tokio::runtime::Handle,
     set: Mutex<Set>,
+    /// Removals waiting for the grace, by key.
+    pending_removals: Mutex<HashMap<String, AbortHandle>>,
     /// Bumped on every change of the ready list, for requests waiting for an
     /// endpoint.
     generation: watch::Sender<u64>,
@@ -60,16 +97,46 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Must be called inside a tokio runtime, whose handle the probes use.
+    #[cfg(test)]
     pub(super) fn new(service: String, policy: Policy, template: Template, wait: Duration) -> Self {
+        Self::with_options(service, policy, template, wait, Options::default())
+    }
+
+    /// As `new`, with the request-level health options.
+    pub(super) fn with_options(
+        service: String,
+        policy: Policy,
+        template: Template,
+        wait: Duration,
+        options: Options,
+    ) -> Self {
+        let mut set = Set::default();
+        set.panic_mode = options.panic_mode;
         Self {
             service,
             policy,
             template,
             wait,
+            options,
             runtime: tokio::runtime::Handle::current(),
-            set: Mutex::new(Set::default()),
+            set: Mutex::new(set),
+            pending_removals: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
         }
+    }
+
+    pub(super) fn outlier(&self) -> &OutlierDetection {
+        &self.options.outlier
+    }
+
+    pub(super) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    fn pending_removals(&self) -> MutexGuard<'_, HashMap<String, AbortHandle>> {
+        self.pending_removals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Set> {
@@ -94,7 +161,7 @@ impl Shared {
         self.generation.subscribe()
     }
 
-    fn changed(&self, set: &mut Set) {
+    pub(super) fn changed(&self, set: &mut Set) {
         set.rebuild();
         self.generation.send_modify(|g| *g += 1);
     }
@@ -106,13 +173,38 @@ impl Shared {
     }
 
     pub(super) fn statuses(&self) -> Vec<EndpointStatus> {
-        self.lock()
-            .entries
+        let set = self.lock();
+        set.entries
             .iter()
-            .map(|(key, entry)| EndpointStatus {
-                key: key.clone(),
-                instance: entry.instance.clone(),
-                ready: entry.ready(),
+            .map(|(key, entry)| {
+                let health = &entry.target.health;
+                let (state, mut reason) = if !entry.connected() {
+                    (EndpointState::Connecting, health.unreachable())
+                } else if let Some(ejection) = health.ejection() {
+                    (EndpointState::Ejected, Some(ejection.reason()))
+                } else if let Some(reason) = health.unhealthy() {
+                    (EndpointState::Unhealthy, Some(reason))
+                } else {
+                    (EndpointState::Ready, None)
+                };
+                let routed = state == EndpointState::Ready || (set.panicking && entry.connected());
+                if routed && state != EndpointState::Ready {
+                    if let Some(reason) = &mut reason {
+                        reason.push_str("; routed anyway: panic mode");
+                    }
+                }
+                let (requests, failures) = health.counts();
+                EndpointStatus {
+                    key: key.clone(),
+                    instance: entry.instance.clone(),
+                    ready: routed,
+                    state,
+                    reason,
+                    requests,
+                    failures,
+                    in_flight: entry.target.load.in_flight(),
+                    latency: entry.target.load.rtt(),
+                }
             })
             .collect()
     }
@@ -163,14 +255,27 @@ impl Shared {
         let (key, instance) = match change {
             Change::Insert(key, instance) => (key, instance),
             Change::Remove(key) => {
-                let mut set = self.lock();
-                if set.remove(&key) {
-                    debug!(%key, "endpoint removed");
-                    self.changed(&mut set);
-                }
+                self.remove(key);
                 return;
             }
         };
+        // The instance is back, or another one is there: the removals that
+        // waited for one take effect once it is in (but not this key's own).
+        let waiting: Vec<String> = self
+            .pending_removals()
+            .drain()
+            .map(|(pending, timer)| {
+                timer.abort();
+                pending
+            })
+            .collect();
+        self.insert(key.clone(), instance);
+        for pending in waiting.iter().filter(|pending| **pending != key) {
+            self.remove_now(pending);
+        }
+    }
+
+    fn insert(self: &Arc<Self>, key: String, instance: Instance) {
         {
             let mut set = self.lock();
             if let Some(entry) = set.entries.get_mut(&key) {
@@ -203,6 +308,7 @@ impl Shared {
         let mut set = self.lock();
         set.remove(&key);
         let target = set.target(&key, &instance, channel);
+        self.attach(&target);
         debug!(%key, addr = %instance.addr, weight = instance.weight, "endpoint inserted");
         set.entries.insert(
             key,
@@ -227,12 +333,15 @@ impl Shared {
         if entry.target.epoch != target.epoch || !entry.ready() {
             return;
         }
+        let reason = format!("cannot connect: {}", ErrorChain(error));
         warn!(
-            key = %target.key,
+            service = %self.service,
+            endpoint = %target.key,
             addr = %target.addr,
-            error = %ErrorChain(error),
-            "cannot connect; endpoint ejected, probing it in the background"
+            %reason,
+            "endpoint unreachable; probing it in the background"
         );
+        entry.target.health.set_unreachable(reason);
         let span = info_span!(parent: None, "probe", service = %self.service, key = %target.key, addr = %target.addr);
         let probe = probe(
             Arc::downgrade(self),
@@ -245,22 +354,76 @@ impl Shared {
     }
 
     /// Puts an ejected endpoint back with the channel its probe connected.
-    pub(super) fn restore(&self, key: &str, epoch: u64, channel: Channel) {
+    pub(super) fn restore(self: &Arc<Self>, key: &str, epoch: u64, channel: Channel) {
         let mut set = self.lock();
         let instance = match set.entries.get(key) {
             Some(entry) if entry.target.epoch == epoch && !entry.ready() => entry.instance.clone(),
             _ => return,
         };
         let target = set.target(key, &instance, channel);
+        self.attach(&target);
         let entry = set.entries.get_mut(key).expect("checked above");
         entry.target = target;
         entry.probe = None;
-        info!(%key, addr = %instance.addr, "connected again; endpoint back");
+        info!(service = %self.service, endpoint = %key, addr = %instance.addr, reason = "connected again", "endpoint back");
         self.changed(&mut set);
+    }
+
+    /// Removes `key`, or, if that would leave no ready endpoint, waits for
+    /// the removal grace first (see the module docs).
+    fn remove(self: &Arc<Self>, key: String) {
+        let grace = self.options.removal_grace;
+        {
+            let set = self.lock();
+            let last = set.ready.len() == 1 && set.ready[0].key == key;
+            if !last || grace.is_zero() {
+                drop(set);
+                self.remove_now(&key);
+                return;
+            }
+        }
+        info!(
+            service = %self.service,
+            endpoint = %key,
+            reason = %format_args!("removed, but it is the last ready endpoint: kept for {grace:?} in case one comes"),
+            "endpoint removal deferred"
+        );
+        let shared = Arc::downgrade(self);
+        let timer_key = key.clone();
+        let timer = self.runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(shared) = shared.upgrade() {
+                if shared.pending_removals().remove(&timer_key).is_some() {
+                    shared.remove_now(&timer_key);
+                }
+            }
+        });
+        if let Some(old) = self.pending_removals().insert(key, timer.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    fn remove_now(&self, key: &str) {
+        let mut set = self.lock();
+        if set.remove(key) {
+            info!(service = %self.service, endpoint = %key, reason = "removed from the change stream", "endpoint removed");
+            self.changed(&mut set);
+        }
+    }
+
+    /// Starts the health checks of a new target, if they are on.
+    fn attach(self: &Arc<Self>, target: &Arc<Target>) {
+        if let Some(service) = &self.options.health_check {
+            let task = health_wiring::spawn(self, target, service.clone());
+            target.health.set_watch(task);
+        }
     }
 
     /// Forgets every endpoint and stops every probe.
     pub(super) fn clear(&self) {
+        for (_, timer) in self.pending_removals().drain() {
+            timer.abort();
+        }
         let mut set = self.lock();
         let keys: Vec<String> = set.entries.keys().cloned().collect();
         for key in keys {

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tonic::transport::Channel;
 
+use super::health::Health;
 use super::load::PeakEwma;
 
 /// How many used clones of an endpoint's channel are kept for the next
@@ -20,6 +21,8 @@ pub(super) struct Target {
     pub(super) channel: Channel,
     pub(super) load: Arc<PeakEwma>,
     pub(super) epoch: u64,
+    /// Its counters, outlier detection and health-service state.
+    pub(super) health: Health,
     /// Clones of `channel` that have sent a request before. A fresh clone of
     /// tonic's channel allocates on its first use and bumps shared counters;
     /// a used one costs nothing more, so requests borrow them.
@@ -40,6 +43,7 @@ impl Target {
             channel,
             load: Arc::new(load),
             epoch,
+            health: Health::default(),
             idle: Mutex::new(Vec::new()),
         }
     }

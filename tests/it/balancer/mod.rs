@@ -3,4 +3,7 @@
 
 mod channel;
 mod faults;
+mod frozen;
+mod health_checks;
+mod outliers;
 mod policies;
