@@ -78,10 +78,14 @@
 
 mod builder;
 mod changes;
+mod fanout;
 mod filter;
 mod health;
+mod hub;
 mod shared;
+mod start;
 mod state;
+pub mod subset;
 mod view;
 mod watcher;
 
@@ -89,4 +93,6 @@ pub use builder::Discovery;
 pub use changes::InstanceChanges;
 pub use filter::InstanceFilter;
 pub use health::Health;
+pub use hub::DiscoveryHub;
+pub use subset::Subset;
 pub use view::DiscoveryView;
