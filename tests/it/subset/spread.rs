@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tonic_etcd::discovery::Subset;
 use tonic_etcd::{Change, Discovery, InstanceChanges};
 
