@@ -66,7 +66,8 @@
 //! - **Registry** (no tonic): [`codec`] (registry layouts, [`Codec`]),
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
-//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]).
+//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]; subsetting in
+//!   [`discovery::subset`], shared watches in [`discovery::DiscoveryHub`]).
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's

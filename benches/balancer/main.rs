@@ -28,6 +28,7 @@ mod overhead;
 mod remove;
 mod servers;
 mod slow;
+mod subset;
 
 use std::time::Duration;
 
@@ -86,6 +87,10 @@ fn main() {
                 )
                 .await,
             );
+        }
+        if args.runs(16) {
+            eprintln!("subset spread…");
+            rows.extend(subset::subset_rows(quick));
         }
         section(
             "Balancing",

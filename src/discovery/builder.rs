@@ -13,6 +13,8 @@ use super::hub::DiscoveryHub;
 use super::start::{self, Params, Subscription};
 use super::subset::{self, Subset};
 use crate::codec::{resolve_namespace, Codec, Native};
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::instance::{validate_service_name, Instance};
 
@@ -215,7 +217,9 @@ impl Discovery {
     ///
     /// The start then also writes the client's key and reads the other
     /// clients' (each within the startup timeout), and waits for the clients
-    /// to [settle](Subset::settle). Fails with [`Error::Config`](crate::Error::Config)
+    /// to [settle](Subset::settle). The stream carries the subset; its
+    /// [view](InstanceChanges::view)'s snapshot still lists every instance.
+    /// Fails with [`Error::Config`](crate::Error::Config)
     /// for a size of 0 and [`Error::InvalidId`](crate::Error::InvalidId) for a
     /// bad client id.
     ///
