@@ -231,7 +231,7 @@ impl Discovery {
     ///     .subset(Subset::new(3).client_id("web-1"))
     ///     .changes()
     ///     .await?;
-    /// assert!(changes.snapshot().len() >= 0);
+    /// println!("{} instances in all", changes.snapshot().len());
     /// # Ok(()) }
     /// ```
     pub fn subset(mut self, subset: Subset) -> Self {

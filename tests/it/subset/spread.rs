@@ -188,3 +188,31 @@ async fn a_client_registers_under_the_crate_prefix_and_takes_k() {
         .unwrap();
     assert_eq!(under.len(), 5);
 }
+
+#[tokio::test]
+async fn a_client_key_that_cannot_be_written_falls_back_to_rendezvous() {
+    let etcd = Etcd::start().await;
+    let mut client = etcd.client().await;
+    let service = support::unique("fallback");
+    for i in 0..5u16 {
+        changes::put(
+            &mut client,
+            &changes::instance(&service, &format!("s{i}"), 23_000 + i),
+        )
+        .await;
+    }
+    // etcd refuses a request over 1.5 MiB: this client's key cannot be written.
+    let id = "x".repeat(2_000_000);
+    let subset = Subset::new(3).client_id(id).settle(Duration::ZERO);
+    let changes = Discovery::new(client.clone(), &service)
+        .subset(subset)
+        .changes()
+        .await
+        .expect("subsetting falls back instead of failing");
+    assert_eq!(changes.size_hint().0, 3, "still K servers");
+    let members = format!("/tonic-etcd/subset/services/{service}/");
+    assert!(support::kv::keys(&client, &members)
+        .await
+        .unwrap()
+        .is_empty());
+}
