@@ -143,6 +143,8 @@ impl DiscoveryHub {
         }
         let prepared = start::prepare(params).await?;
         let mut watches = self.lock();
+        // Free the sets of the watches that have stopped.
+        watches.retain(|_, running| !running.fanout.is_stopped());
         // Another discovery may have started the same watch meanwhile: join
         // it, and drop ours unspawned.
         if let Some(joined) = watches.get(&key).and_then(Running::subscription) {

@@ -172,7 +172,7 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
         }
     };
     send(subsetter.update());
-    debug!(subset = ?subsetter.chosen(), "first subset");
+    debug!("first subset sent");
     let _ = ready.send(());
 
     let mut pending: Option<Instant> = None;
@@ -200,7 +200,7 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
             _ = sleep_until(pending.unwrap_or(latest)), if pending.is_some() => {
                 pending = None;
                 send(subsetter.update());
-                debug!(subset = ?subsetter.chosen(), "clients changed");
+                debug!("clients changed; subset updated");
             }
         }
     }
