@@ -26,12 +26,24 @@
 //! `--outlier-detection on|off` (default `on`) turns the balancer's passive
 //! outlier detection on or off; `--health-check` adds active health checks
 //! (`grpc.health.v1`, service `helloworld.Greeter`).
+//!
+//! `--subset K` connects to only K of the servers, chosen by deterministic
+//! subsetting among the clients that subset ([`tonic_etcd::discovery::subset`]):
+//! ten clients with `--subset 3` over ten servers reach 3 servers each, every
+//! server 3 clients. The client's rank comes from `--client-id` (default: the
+//! host name and the pid); with `--subset` the start waits until the set of
+//! clients has been quiet for `--subset-settle-ms` (2000 by default).
+//!
+//! ```text
+//! cargo run --example helloworld-client -- --requests 30 --subset 3
+//! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tonic::transport::Channel;
+use tonic_etcd::discovery::Subset;
 use tonic_etcd::{Balancer, Discovery, DiscoveryView, Policy};
 
 use hello::greeter_client::GreeterClient;
@@ -80,6 +92,17 @@ struct Args {
     /// versioned-json.
     #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
     format: String,
+    /// Connect to only K of the instances (deterministic subsetting). Off by default.
+    #[arg(long, value_name = "K")]
+    subset: Option<usize>,
+    /// Client id that ranks this client among the subsetting clients.
+    /// Defaults to the host name and the pid.
+    #[arg(long, value_name = "ID", requires = "subset")]
+    client_id: Option<String>,
+    /// With --subset: how long the set of clients must stay unchanged before
+    /// the subset is chosen, in milliseconds.
+    #[arg(long, value_name = "M", default_value_t = 2000)]
+    subset_settle_ms: u64,
     /// Active health checks: one grpc.health.v1 Watch per server, for
     /// `helloworld.Greeter`; a server not SERVING leaves rotation (the crate's
     /// balancers only).
@@ -156,6 +179,13 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
     let mut discovery = Discovery::new(etcd, args.service.as_str()).codec_arc(codec);
     if let Some(namespace) = &args.namespace {
         discovery = discovery.namespace(namespace.as_str());
+    }
+    if let Some(size) = args.subset {
+        let mut subset = Subset::new(size).settle(Duration::from_millis(args.subset_settle_ms));
+        if let Some(id) = &args.client_id {
+            subset = subset.client_id(id.as_str());
+        }
+        discovery = discovery.subset(subset);
     }
     // No wait of our own: an etcd that does not answer fails the discovery
     // after its startup timeout (3 s).

@@ -66,7 +66,8 @@
 //! - **Registry** (no tonic): [`codec`] (registry layouts, [`Codec`]),
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
-//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]), [`overrides`]
+//!   [`Change`]s, its [`DiscoveryView`] and [`Health`]; subsetting in
+//!   [`discovery::subset`], shared watches in [`discovery::DiscoveryHub`]), [`overrides`]
 //!   (an operator's drain and weight, read by every discovery).
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),

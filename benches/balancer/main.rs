@@ -30,6 +30,7 @@ mod overhead;
 mod remove;
 mod servers;
 mod slow;
+mod subset;
 
 use std::time::Duration;
 
@@ -99,6 +100,10 @@ fn main() {
                 let seconds = if quick { 3 } else { 10 };
                 rows.push(bad_instance(fault, Duration::from_secs(seconds)).await);
             }
+        }
+        if args.runs(16) {
+            eprintln!("subset spread…");
+            rows.extend(subset::subset_rows(quick));
         }
         section(
             "Balancing",

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::Client;
-use tokio::sync::{mpsc, watch};
-use tracing::{info, info_span, instrument, Instrument};
+use tracing::instrument;
 
 use super::changes::InstanceChanges;
 use super::filter::InstanceFilter;
-use super::health::Health;
-use super::shared::Shared;
-use super::state::{Event, State};
-use super::watcher::{self, Watcher};
+use super::hub::DiscoveryHub;
+use super::start::{self, Params, Subscription};
+use super::subset::{self, Subset};
 use crate::codec::{resolve_namespace, Codec, Native};
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::instance::{validate_service_name, Instance};
 
 /// Builder of a discovery of one service: the etcd client, the service, and
@@ -58,6 +58,8 @@ pub struct Discovery {
     version: Option<String>,
     filter: Option<InstanceFilter>,
     startup_timeout: Duration,
+    subset: Option<Subset>,
+    hub: Option<DiscoveryHub>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -69,6 +71,8 @@ impl std::fmt::Debug for Discovery {
             .field("version", &self.version)
             .field("filter", &self.filter.is_some())
             .field("startup_timeout", &self.startup_timeout)
+            .field("subset", &self.subset)
+            .field("shared_watch", &self.hub.is_some())
             .finish()
     }
 }
@@ -104,7 +108,15 @@ impl Discovery {
             version: None,
             filter: None,
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
+            subset: None,
+            hub: None,
         }
+    }
+
+    /// Makes this discovery share its watch through `hub`.
+    pub(crate) fn in_hub(mut self, hub: DiscoveryHub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Sets the namespace (key prefix before the service name). A trailing `/`
@@ -178,6 +190,55 @@ impl Discovery {
         self
     }
 
+    /// Keeps only instances for which the shared `filter` returns true; as
+    /// [`filter`](Self::filter), but discoveries of one
+    /// [`DiscoveryHub`] given the same `Arc` share their watch.
+    ///
+    /// ```no_run
+    /// # fn f(hub: tonic_etcd::discovery::DiscoveryHub) {
+    /// use std::sync::Arc;
+    /// use tonic_etcd::discovery::InstanceFilter;
+    ///
+    /// let zone_a: InstanceFilter = Arc::new(|i| i.metadata.get("zone").is_some_and(|z| z == "a"));
+    /// let one = hub.discovery("helloworld").filter_arc(zone_a.clone());
+    /// let two = hub.discovery("helloworld").filter_arc(zone_a); // same watch as `one`
+    /// # }
+    /// ```
+    pub fn filter_arc(mut self, filter: InstanceFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Turns subsetting on: the stream (and so the balancer or channel fed by
+    /// it) carries only this client's [`Subset::size`] instances of the
+    /// service, chosen by deterministic aperture over the subsetting clients;
+    /// see [`subset`](super::subset) for the algorithm, its sources, and what
+    /// happens while the clients change. Off by default.
+    ///
+    /// The start then also writes the client's key and reads the other
+    /// clients' (each within the startup timeout), and waits for the clients
+    /// to [settle](Subset::settle). The stream carries the subset; its
+    /// [view](InstanceChanges::view)'s snapshot still lists every instance.
+    /// Fails with [`Error::Config`](crate::Error::Config)
+    /// for a size of 0 and [`Error::InvalidId`](crate::Error::InvalidId) for a
+    /// bad client id.
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::discovery::Subset;
+    ///
+    /// let changes = tonic_etcd::Discovery::new(etcd, "helloworld")
+    ///     .subset(Subset::new(3).client_id("web-1"))
+    ///     .changes()
+    ///     .await?;
+    /// println!("{} instances in all", changes.snapshot().len());
+    /// # Ok(()) }
+    /// ```
+    pub fn subset(mut self, subset: Subset) -> Self {
+        self.subset = Some(subset);
+        self
+    }
+
     /// Sets how long the start (the initial Get, every page of it, and its
     /// quick retries) may take before it fails with
     /// [`Error::Timeout`]. Defaults to [`DEFAULT_STARTUP_TIMEOUT`](Self::DEFAULT_STARTUP_TIMEOUT), 3 s.
@@ -234,42 +295,37 @@ impl Discovery {
         let namespace = resolve_namespace(self.codec.as_ref(), self.namespace.as_deref())?;
         let prefix = self.codec.service_prefix(namespace, &self.service);
 
-        let limit = self.startup_timeout;
-        let fetch = watcher::fetch(self.client.kv_client(), &prefix);
-        let snapshot = match tokio::time::timeout(limit, fetch).await {
-            Ok(snapshot) => snapshot?,
-            Err(_) => return Err(Error::Timeout(limit)),
+        let params = Params {
+            client: self.client.clone(),
+            service: self.service.clone(),
+            prefix,
+            codec: self.codec,
+            version: self.version,
+            filter: self.filter,
+            startup_timeout: self.startup_timeout,
         };
-
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (health_tx, health_rx) = watch::channel(Health::Connected);
-        let state = State::new(self.service.clone(), self.codec, self.version, self.filter);
-        let shared = Arc::new(Shared::new(
-            self.service.clone(),
-            prefix.clone(),
-            state,
-            health_rx,
-        ));
-        let watcher = Watcher::new(
-            self.client,
-            prefix.clone(),
-            shared.clone(),
-            tx,
-            health_tx,
-            snapshot.revision,
-        );
-        let keys = snapshot.kvs.len();
-        watcher.apply([Event::Resync { kvs: snapshot.kvs }]);
-        info!(
-            %prefix,
-            revision = snapshot.revision,
-            keys,
-            instances = shared.lock().len(),
-            "discovery started"
-        );
-        // The task outlives this call: its span must not nest under `discovery_start`.
-        let span = info_span!(parent: None, "discovery", service = %self.service, %prefix);
-        tokio::spawn(watcher.run().instrument(span));
-        Ok(InstanceChanges::new(rx, shared))
+        let servers = match &self.hub {
+            Some(hub) => hub.start(params).await?,
+            None => {
+                let (running, rx) = start::prepare(params).await?.spawn();
+                Subscription {
+                    shared: running.shared,
+                    rx,
+                }
+            }
+        };
+        match self.subset {
+            None => Ok(InstanceChanges::new(servers.rx, servers.shared)),
+            Some(subset) => {
+                subset::start(
+                    &self.client,
+                    &self.service,
+                    subset,
+                    servers,
+                    self.startup_timeout,
+                )
+                .await
+            }
+        }
     }
 }

@@ -12,6 +12,13 @@
 //!   to date by a background task; dropping it stops the task.
 //! - [`DiscoveryView`] is a cloneable view of it: snapshot, [`Health`],
 //!   service, prefix.
+//! - [`subset`]: subsetting ([`Discovery::subset`] with a [`Subset`]), each
+//!   client taking K of the N instances, the clients spread evenly.
+//! - [`DiscoveryHub`]: discoveries of one etcd client sharing one watch per
+//!   prefix, format, version and filter.
+//!
+//! Inside: `start` (the initial Get and the watcher of one prefix), `fanout`
+//! (its subscribers), `hub`, `subset`, and the rest named above.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,10 +89,14 @@
 
 mod builder;
 mod changes;
+mod fanout;
 mod filter;
 mod health;
+mod hub;
 mod shared;
+mod start;
 mod state;
+pub mod subset;
 mod view;
 mod watcher;
 
@@ -93,4 +104,6 @@ pub use builder::Discovery;
 pub use changes::InstanceChanges;
 pub use filter::InstanceFilter;
 pub use health::Health;
+pub use hub::DiscoveryHub;
+pub use subset::Subset;
 pub use view::{DiscoveredInstance, DiscoveryView};

@@ -228,6 +228,14 @@ impl State {
             .collect()
     }
 
+    /// The identities the consumer currently knows and their instances,
+    /// sorted by identity (what a late subscriber of a shared watch starts from).
+    pub(crate) fn emitted(&self) -> impl Iterator<Item = (&str, &Instance)> {
+        self.emitted
+            .iter()
+            .map(|(identity, instance)| (identity.as_str(), &**instance))
+    }
+
     /// Number of identities currently reported.
     pub(crate) fn len(&self) -> usize {
         self.emitted.len()

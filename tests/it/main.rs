@@ -51,3 +51,4 @@ mod interop_formats;
 mod registration;
 #[cfg(feature = "tls")]
 mod security;
+mod subset;

@@ -248,6 +248,30 @@ impl BalancerBuilder {
         Ok(self.start(Box::pin(changes), Some(view)))
     }
 
+    /// [`discover`](Self::discover) with subsetting: the balancer holds only
+    /// `subset.size()` of the instances, chosen for this client among the
+    /// service's subsetting clients ([`Discovery::subset`], which this
+    /// forwards to; algorithm and sources in
+    /// [`discovery::subset`](crate::discovery::subset)).
+    ///
+    /// ```no_run
+    /// # async fn run(etcd: etcd_client::Client) -> tonic_etcd::Result<()> {
+    /// use tonic_etcd::{discovery::Subset, Balancer, Discovery, Policy};
+    ///
+    /// let balancer = Balancer::builder(Policy::RoundRobin)
+    ///     .discover_subset(Discovery::new(etcd, "helloworld"), Subset::new(10))
+    ///     .await?;
+    /// assert!(balancer.endpoints().len() <= 10);
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover_subset(
+        self,
+        discovery: Discovery,
+        subset: crate::discovery::Subset,
+    ) -> Result<Balancer> {
+        self.discover(discovery.subset(subset)).await
+    }
+
     /// Builds the balancer over any stream of changes: a static list, a test
     /// stream, another registry. The changes the stream has ready now are
     /// applied before this returns; the rest as they come.

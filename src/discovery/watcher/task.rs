@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::sleep;
 use tower::discover::Change;
 use tracing::{debug, warn};
@@ -15,13 +15,12 @@ use crate::backoff::Backoff;
 use crate::discovery::health::Health;
 use crate::discovery::shared::Shared;
 use crate::discovery::state::Event;
-use crate::instance::Instance;
 
 /// The backoff of the retry loop: 50 ms doubling to 2 s, each delay ±50 %.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// The sender side of the [`Change`] stream.
-pub(crate) type ChangeSender = mpsc::UnboundedSender<Change<String, Instance>>;
+/// The sender side of the [`Change`] streams: one per subscriber.
+pub(crate) type ChangeSender = crate::discovery::fanout::Fanout;
 
 /// The task that keeps a discovery up to date.
 pub(crate) struct Watcher {

@@ -1,0 +1,299 @@
+//! The subset stage: the full set of servers and the set of clients in,
+//! the changes of this client's subset out.
+//!
+//! [`Subsetter`] is the pure part (tested on synthetic input); [`run`] is the
+//! task around it: it waits for the set of clients to settle before the first
+//! subset, applies server changes at once and client changes once they have
+//! been quiet for the settle period.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+use tower::discover::Change;
+use tracing::debug;
+
+use super::algorithm::{aperture, rank_of, rendezvous, ring};
+use super::members::MemberLease;
+use crate::discovery::fanout::Receiver;
+use crate::instance::Instance;
+
+/// How the subset is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Deterministic aperture over the registered clients.
+    Aperture,
+    /// Rendezvous hashing of the client id: the clients' keys could not be
+    /// written or watched.
+    Rendezvous,
+}
+
+/// This client's view: every server, every client, and what was emitted.
+#[derive(Debug)]
+pub(crate) struct Subsetter {
+    size: usize,
+    me: String,
+    mode: Mode,
+    servers: BTreeMap<String, Instance>,
+    /// Client key → client id.
+    members: BTreeMap<String, String>,
+    emitted: BTreeMap<String, Instance>,
+}
+
+impl Subsetter {
+    pub(crate) fn new(size: usize, me: String, mode: Mode) -> Self {
+        Self {
+            size,
+            me,
+            mode,
+            servers: BTreeMap::new(),
+            members: BTreeMap::new(),
+            emitted: BTreeMap::new(),
+        }
+    }
+
+    /// A change of the full set of servers.
+    pub(crate) fn server(&mut self, change: Change<String, Instance>) {
+        match change {
+            Change::Insert(identity, instance) => {
+                self.servers.insert(identity, instance);
+            }
+            Change::Remove(identity) => {
+                self.servers.remove(&identity);
+            }
+        }
+    }
+
+    /// A change of the set of clients.
+    pub(crate) fn member(&mut self, change: Change<String, Instance>) {
+        match change {
+            Change::Insert(key, member) => {
+                self.members.insert(key, member.id);
+            }
+            Change::Remove(key) => {
+                self.members.remove(&key);
+            }
+        }
+    }
+
+    /// The identities of this client's subset now.
+    pub(crate) fn chosen(&self) -> BTreeSet<String> {
+        let servers: Vec<&str> = self.servers.keys().map(String::as_str).collect();
+        let chosen = match self.mode {
+            Mode::Aperture => {
+                let clients: Vec<&str> = self.members.values().map(String::as_str).collect();
+                let (rank, count) = rank_of(&clients, &self.me);
+                aperture(&ring(servers), rank, count, self.size)
+            }
+            Mode::Rendezvous => rendezvous(&servers, &self.me, self.size),
+        };
+        chosen.into_iter().map(str::to_owned).collect()
+    }
+
+    /// What the consumer must be told to hold the subset now: inserts (new
+    /// or changed instances) first, then removes, so that a move never
+    /// leaves it with fewer servers than both ends.
+    pub(crate) fn update(&mut self) -> Vec<Change<String, Instance>> {
+        let chosen = self.chosen();
+        let mut changes = Vec::new();
+        for identity in &chosen {
+            let instance = &self.servers[identity];
+            if self.emitted.get(identity) != Some(instance) {
+                self.emitted.insert(identity.clone(), instance.clone());
+                changes.push(Change::Insert(identity.clone(), instance.clone()));
+            }
+        }
+        let gone: Vec<String> = self
+            .emitted
+            .keys()
+            .filter(|identity| !chosen.contains(*identity))
+            .cloned()
+            .collect();
+        for identity in gone {
+            self.emitted.remove(&identity);
+            changes.push(Change::Remove(identity));
+        }
+        changes
+    }
+}
+
+/// The next change of an optional stream; pending forever without one.
+async fn next(rx: &mut Option<Receiver>) -> Option<Change<String, Instance>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The task's inputs and output.
+pub(crate) struct Io {
+    pub(crate) servers: Receiver,
+    pub(crate) members: Option<Receiver>,
+    pub(crate) tx: mpsc::UnboundedSender<Change<String, Instance>>,
+    pub(crate) ready: oneshot::Sender<()>,
+    pub(crate) lease: Option<MemberLease>,
+}
+
+/// Runs the subset stage until the consumer drops its stream (or the
+/// servers' stream ends): the first subset once the clients have been quiet
+/// for `settle` (at most four times that after the start), then every change.
+pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
+    let Io {
+        mut servers,
+        mut members,
+        tx,
+        mut ready,
+        lease,
+    } = io;
+    let latest = Instant::now() + settle * 4;
+    let mut quiet = Instant::now() + settle;
+    loop {
+        tokio::select! {
+            biased;
+            _ = ready.closed() => return,
+            change = servers.recv() => match change {
+                Some(change) => subsetter.server(change),
+                None => return,
+            },
+            change = next(&mut members) => match change {
+                Some(change) => {
+                    subsetter.member(change);
+                    quiet = Instant::now() + settle;
+                }
+                None => members = None,
+            },
+            _ = sleep_until(quiet.min(latest)) => break,
+        }
+    }
+    let send = |changes: Vec<Change<String, Instance>>| {
+        for change in changes {
+            let _ = tx.send(change);
+        }
+    };
+    send(subsetter.update());
+    debug!("first subset sent");
+    let _ = ready.send(());
+
+    let mut pending: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = tx.closed() => break,
+            change = servers.recv() => match change {
+                Some(change) => {
+                    subsetter.server(change);
+                    while let Ok(change) = servers.try_recv() {
+                        subsetter.server(change);
+                    }
+                    send(subsetter.update());
+                }
+                None => break,
+            },
+            change = next(&mut members) => match change {
+                Some(change) => {
+                    subsetter.member(change);
+                    pending = Some(Instant::now() + settle);
+                }
+                None => members = None,
+            },
+            _ = sleep_until(pending.unwrap_or(latest)), if pending.is_some() => {
+                pending = None;
+                send(subsetter.update());
+                debug!("clients changed; subset updated");
+            }
+        }
+    }
+    drop(lease);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(i: usize) -> Change<String, Instance> {
+        let instance = Instance::new("svc", format!("127.0.0.1:{}", 5000 + i)).unwrap();
+        Change::Insert(format!("/services/svc/{i}"), instance)
+    }
+
+    fn member(id: &str) -> Change<String, Instance> {
+        Change::Insert(format!("/m/{id}"), super::super::members::member("svc", id))
+    }
+
+    fn inserted(changes: &[Change<String, Instance>]) -> usize {
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::Insert(..)))
+            .count()
+    }
+
+    #[test]
+    fn emits_exactly_k_and_then_only_the_difference() {
+        let mut s = Subsetter::new(3, "b".into(), Mode::Aperture);
+        (0..10).for_each(|i| s.server(server(i)));
+        ["a", "b", "c"]
+            .into_iter()
+            .for_each(|m| s.member(member(m)));
+        let first = s.update();
+        assert_eq!(inserted(&first), 3);
+        assert_eq!(first.len(), 3);
+        assert!(s.update().is_empty(), "nothing new");
+
+        // A server outside the subset leaves: nothing to tell.
+        let outside = (0..10)
+            .map(|i| format!("/services/svc/{i}"))
+            .find(|id| !s.chosen().contains(id))
+            .unwrap();
+        s.server(Change::Remove(outside));
+        let after = s.update();
+        assert!(after.len() <= 2, "at most one in, one out: {after:?}");
+
+        // A server of the subset leaves: one in, then one out.
+        let inside = s.chosen().into_iter().next().unwrap();
+        s.server(Change::Remove(inside.clone()));
+        let after = s.update();
+        assert!(
+            matches!(&after[..], [Change::Insert(..), Change::Remove(gone)] if *gone == inside)
+        );
+        assert_eq!(s.chosen().len(), 3);
+    }
+
+    #[test]
+    fn a_changed_instance_of_the_subset_is_inserted_again() {
+        let mut s = Subsetter::new(10, "a".into(), Mode::Aperture);
+        (0..3).for_each(|i| s.server(server(i)));
+        assert_eq!(s.update().len(), 3);
+        let mut moved = Instance::new("svc", "127.0.0.1:6000").unwrap();
+        moved.id = "0".into();
+        s.server(Change::Insert("/services/svc/0".into(), moved.clone()));
+        assert!(matches!(&s.update()[..], [Change::Insert(_, i)] if *i == moved));
+    }
+
+    #[test]
+    fn clients_that_agree_on_the_members_split_the_servers_evenly() {
+        let ids: Vec<String> = (0..10).map(|i| format!("host-{}", 977 * i + 13)).collect();
+        let mut load = BTreeMap::<String, usize>::new();
+        for me in &ids {
+            let mut s = Subsetter::new(3, me.clone(), Mode::Aperture);
+            (0..10).for_each(|i| s.server(server(i)));
+            ids.iter().for_each(|m| s.member(member(m)));
+            for identity in s.chosen() {
+                *load.entry(identity).or_default() += 1;
+            }
+        }
+        assert_eq!(load.len(), 10);
+        assert!(load.values().all(|&n| n == 3), "{load:?}");
+    }
+
+    #[test]
+    fn rendezvous_ignores_the_members() {
+        let mut s = Subsetter::new(3, "me".into(), Mode::Rendezvous);
+        (0..10).for_each(|i| s.server(server(i)));
+        let alone = s.chosen();
+        ["x", "y", "z"]
+            .into_iter()
+            .for_each(|m| s.member(member(m)));
+        assert_eq!(s.chosen(), alone);
+        assert_eq!(alone.len(), 3);
+    }
+}
