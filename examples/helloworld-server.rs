@@ -14,6 +14,10 @@
 //! the removal, finishes the requests in flight and exits 0. If it crashes
 //! instead, its key disappears when the lease runs out, after `--ttl` seconds.
 //!
+//! `--metrics-listen ADDR` serves the crate's metrics (among them
+//! `tonic_etcd_registration_up`) in the Prometheus text format at
+//! `http://ADDR/metrics`.
+//!
 //! If etcd cannot be reached at startup, it exits at once with an error, or,
 //! with `--etcd-wait-ms N`, keeps trying for up to N ms and starts once etcd
 //! answers.
@@ -35,6 +39,8 @@ use hello::{HelloReply, HelloRequest};
 mod cli;
 #[path = "common/etcd.rs"]
 mod etcd_args;
+#[path = "common/metrics.rs"]
+mod metrics_args;
 #[path = "common/tls.rs"]
 mod tls_args;
 
@@ -82,6 +88,8 @@ struct Args {
     /// versioned-json.
     #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
     format: String,
+    #[command(flatten)]
+    metrics: metrics_args::MetricsArgs,
 }
 
 /// Accepts the names of `tonic_etcd::codec::FORMATS`.
@@ -124,6 +132,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One stop signal for the whole run: it cuts the startup short below, and
     // later starts the graceful shutdown.
     let mut stop = Box::pin(tonic_etcd::shutdown_signal());
+    args.metrics.install()?;
 
     // Bind before registering: a client that discovers us can connect at once.
     let incoming = TcpIncoming::bind(args.listen)

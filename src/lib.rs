@@ -67,6 +67,10 @@
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
 //!   [`Change`]s, its [`DiscoveryView`] and [`Health`]).
+//! - **Observability** (no tonic): [`observe`], the metrics (through the
+//!   `metrics` facade) and the info events of state changes. It reads the
+//!   registry's state types, and the registry and the balancer call its
+//!   one-line hooks.
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
@@ -83,6 +87,10 @@
 //! - `tls` (default): TLS and mutual TLS, to etcd ([`EtcdConfig::ca_file`],
 //!   [`EtcdConfig::client_cert_files`]) and to the services (the `tls`
 //!   module), with rustls and ring. Without it, only `http://` works.
+//! - `metrics` (default): the metrics of [`observe`], recorded through the
+//!   [`metrics`](https://docs.rs/metrics) facade into whatever recorder the
+//!   application installs. Without it, the recording calls compile to
+//!   nothing (the events stay).
 
 #![warn(
     missing_docs,
@@ -102,6 +110,9 @@ pub mod instance;
 pub mod codec;
 pub mod discovery;
 pub mod registration;
+
+// Observability.
+pub mod observe;
 
 // Transport seam.
 pub mod balance;

@@ -20,6 +20,7 @@
 //! - [`proxy`]: a TCP proxy whose connections a test can cut.
 //! - [`balancer`]: greeter servers to balance over, and requests through them.
 //! - [`examples`]: the example binaries, driven as an operator's script would.
+//! - [`scrape`]: a Prometheus text endpoint, read over HTTP.
 //! - `secure` (feature `tls`): etcd with TLS, client certificates and users.
 //! - [`free_port`], [`unique`], [`init_tracing`], [`Result`]: for any test.
 
@@ -30,6 +31,7 @@ pub mod changes;
 pub mod examples;
 pub mod kv;
 pub mod proxy;
+pub mod scrape;
 #[cfg(feature = "tls")]
 pub mod secure;
 

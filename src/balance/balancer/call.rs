@@ -70,6 +70,7 @@ struct First {
     slot: Slot,
     attempt: Attempt,
     in_flight: Option<InFlight>,
+    observed: crate::observe::Attempt,
     /// Until when the request may wait for an endpoint, counted from its
     /// start; `None` without a wait.
     deadline: Option<Instant>,
@@ -117,6 +118,7 @@ impl Call {
         // Only p2c reads the load; the request counts from its pick, as a
         // retried one does.
         let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
+        let observed = crate::observe::Attempt::start(shared.service(), &target.addr);
         Call {
             state: State::First(First {
                 shared,
@@ -125,6 +127,7 @@ impl Call {
                 slot,
                 attempt: Attempt::Waiting(channel, request),
                 in_flight,
+                observed,
                 deadline,
             }),
         }
@@ -144,7 +147,11 @@ impl Future for Call {
                         .take()
                         .expect("balancer response future polled after completion")))
                 }
-                State::First(first) => match ready!(first.poll(cx)) {
+                State::First(first) => match crate::observe::Attempt::finish(
+                    ready!(first.poll(cx)),
+                    &mut first.observed,
+                    Body::new,
+                ) {
                     Ok(response) => return Poll::Ready(Ok(response)),
                     Err(error) => error,
                 },
@@ -285,7 +292,12 @@ async fn retry(
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
-        match target.channel.clone().oneshot(request).await {
+        let mut observed = crate::observe::Attempt::start(shared.service(), &target.addr);
+        match crate::observe::Attempt::finish(
+            target.channel.clone().oneshot(request).await,
+            &mut observed,
+            Body::new,
+        ) {
             Ok(response) => {
                 if let Some(in_flight) = in_flight {
                     in_flight.finish();

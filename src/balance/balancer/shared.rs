@@ -96,6 +96,7 @@ impl Shared {
 
     fn changed(&self, set: &mut Set) {
         set.rebuild();
+        crate::observe::endpoint_counts(&self.service, set.ready.len(), set.entries.len());
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -241,6 +242,7 @@ impl Shared {
             entry.endpoint.clone(),
         );
         entry.probe = Some(self.runtime.spawn(probe.instrument(span)).abort_handle());
+        crate::observe::ejected(&self.service, &target.addr, "connect_error");
         self.changed(&mut set);
     }
 
