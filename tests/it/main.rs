@@ -30,6 +30,7 @@
 //!   services.
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
+//! - `metrics`: the metrics, scraped from the example binaries over HTTP.
 //! - `fixture`: the etcd fixture itself.
 
 #[path = "../support/mod.rs"]
@@ -42,6 +43,7 @@ mod examples;
 mod faults;
 mod fixture;
 mod interop_formats;
+mod metrics;
 mod registration;
 #[cfg(feature = "tls")]
 mod security;
