@@ -59,7 +59,7 @@ pub async fn scrape(addr: SocketAddr) -> Result<String, String> {
 }
 
 /// The payload of a chunked body.
-fn dechunk(mut body: &str) -> Result<String, String> {
+pub fn dechunk(mut body: &str) -> Result<String, String> {
     let mut out = String::new();
     loop {
         let (size, rest) = body.split_once("\r\n").ok_or("truncated chunk size")?;
@@ -204,30 +204,5 @@ pub async fn wait_samples(
             panic!("{what}: not within {within:?}; last scrape of {addr}:\n{last}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_text_format_parses_into_samples() {
-        let samples = Samples::parse(
-            "# HELP x_total Things\n# TYPE x_total counter\n\
-             x_total{service=\"a\",endpoint=\"127.0.0.1:1\",code=\"OK\"} 10\n\
-             y 1.5\nz_bucket{le=\"+Inf\",q=\"a\\\"b\"} 3\n",
-        );
-        assert_eq!(samples.value("x_total", &[("code", "OK")]), Some(10.0));
-        assert_eq!(samples.value("y", &[]), Some(1.5));
-        assert_eq!(
-            samples.value("z_bucket", &[("q", "a\"b"), ("le", "+Inf")]),
-            Some(3.0)
-        );
-        assert_eq!(samples.value("x_total", &[("code", "UNAVAILABLE")]), None);
-        assert_eq!(
-            dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
-            "abcde"
-        );
     }
 }

@@ -11,8 +11,13 @@
 //!   down, 1 again after, with the lost lease and the re-registration counted.
 //! - `errors`: a server that fails every request counts `UNAVAILABLE`; an
 //!   instance that cannot be reached counts an ejection.
+//! - `dashboard`: the Grafana dashboard of `contrib/` covers the table.
+//! - `format`: the scrape helper's parser, on synthetic input.
+//! - `format`: the scrape helper's parser, on synthetic input.
 
+mod dashboard;
 mod errors;
+mod format;
 mod instances;
 mod registration;
 mod requests;
