@@ -97,9 +97,11 @@ pub(crate) fn keepalive_failed(service: &str, id: &str) {
 
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
+#[allow(dead_code)]
 pub(crate) fn request_finished(_: &str, _: &str, _: &'static str, _: std::time::Duration) {}
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
+#[allow(dead_code)]
 pub(crate) fn in_flight(_: &str, _: &str, _: f64) {}
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]

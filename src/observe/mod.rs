@@ -66,6 +66,7 @@
 //! ```
 
 mod attempt;
+#[cfg(feature = "metrics")]
 mod code;
 mod discovery;
 mod metrics;
