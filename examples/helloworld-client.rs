@@ -37,6 +37,15 @@
 //! ```text
 //! cargo run --example helloworld-client -- --requests 30 --subset 3
 //! ```
+//!
+//! `--metrics-listen ADDR` serves the crate's metrics in the Prometheus text
+//! format at `http://ADDR/metrics` while the client runs, and `--linger-ms N`
+//! more after its last request:
+//!
+//! ```text
+//! cargo run --example helloworld-client -- --requests 30 --metrics-listen 127.0.0.1:9101 --linger-ms 5000 &
+//! curl -s http://127.0.0.1:9101/metrics | grep tonic_etcd_client_requests_total
+//! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,6 +62,8 @@ use hello::HelloRequest;
 mod cli;
 #[path = "common/etcd.rs"]
 mod etcd_args;
+#[path = "common/metrics.rs"]
+mod metrics_args;
 #[path = "common/tls.rs"]
 mod tls_args;
 
@@ -92,6 +103,12 @@ struct Args {
     /// versioned-json.
     #[arg(long, value_name = "NAME", default_value = "native", value_parser = format_parser())]
     format: String,
+    #[command(flatten)]
+    metrics: metrics_args::MetricsArgs,
+    /// With --metrics-listen: how long to keep serving the metrics after the
+    /// last request, in milliseconds, so that a scraper reads the final values.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    linger_ms: u64,
     /// Connect to only K of the instances (deterministic subsetting). Off by default.
     #[arg(long, value_name = "K")]
     subset: Option<usize>,
@@ -173,6 +190,7 @@ fn main() -> ExitCode {
 
 /// Sends the requests; returns how many succeeded and how many failed.
 async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    args.metrics.install()?;
     let etcd = args.etcd.connect().await?;
     let codec = tonic_etcd::codec::by_name(&args.format).expect("clap checked the format");
     let template = args.tls.endpoint_template()?;
@@ -230,6 +248,9 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
                 failed += 1;
             }
         }
+    }
+    if args.metrics.metrics_listen.is_some() && args.linger_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.linger_ms)).await;
     }
     Ok((ok, failed))
 }

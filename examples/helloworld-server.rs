@@ -14,6 +14,10 @@
 //! the removal, finishes the requests in flight and exits 0. If it crashes
 //! instead, its key disappears when the lease runs out, after `--ttl` seconds.
 //!
+//! `--metrics-listen ADDR` serves the crate's metrics (among them
+//! `tonic_etcd_registration_up`) in the Prometheus text format at
+//! `http://ADDR/metrics`.
+//!
 //! If etcd cannot be reached at startup, it exits at once with an error, or,
 //! with `--etcd-wait-ms N`, keeps trying for up to N ms and starts once etcd
 //! answers.
@@ -49,6 +53,8 @@ use hello::{HelloReply, HelloRequest};
 mod cli;
 #[path = "common/etcd.rs"]
 mod etcd_args;
+#[path = "common/metrics.rs"]
+mod metrics_args;
 #[path = "common/tls.rs"]
 mod tls_args;
 
@@ -104,6 +110,8 @@ struct Args {
     /// Milliseconds added to every reply.
     #[arg(long, value_name = "N", default_value_t = 0)]
     delay_ms: u64,
+    #[command(flatten)]
+    metrics: metrics_args::MetricsArgs,
 }
 
 /// `--error-rate`: a number within 0.0..=1.0.
@@ -179,6 +187,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let stopping = Arc::new(AtomicBool::new(false));
     toggle_health_on_sigusr1(reporter.clone(), stopping.clone())?;
+    args.metrics.install()?;
 
     // Bind before registering: a client that discovers us can connect at once.
     let incoming = TcpIncoming::bind(args.listen)

@@ -69,6 +69,10 @@
 //!   [`Change`]s, its [`DiscoveryView`] and [`Health`]; subsetting in
 //!   [`discovery::subset`], shared watches in [`discovery::DiscoveryHub`]), [`overrides`]
 //!   (an operator's drain and weight, read by every discovery).
+//! - **Observability** (no tonic): [`observe`], the metrics (through the
+//!   `metrics` facade) and the info events of state changes. It reads the
+//!   registry's state types, and the registry and the balancer call its
+//!   one-line hooks.
 //! - **Transport seam** (the only layer that names tonic): [`endpoint`]
 //!   (recommended endpoint settings), `tls` (`https://` endpoint templates),
 //!   [`balance`] (the crate's [`Balancer`] with its [`Policy`], and tonic's
@@ -93,6 +97,10 @@
 //!   module), with rustls and ring. Without it, only `http://` works.
 //! - `cli` (not default): the `tonic-etcd` binary (`cargo install --path .
 //!   --features cli`); brings clap, which the library does not need.
+//! - `metrics` (default): the metrics of [`observe`], recorded through the
+//!   [`metrics`](https://docs.rs/metrics) facade into whatever recorder the
+//!   application installs. Without it, the recording calls compile to
+//!   nothing (the events stay).
 
 #![warn(
     missing_docs,
@@ -113,6 +121,9 @@ pub mod codec;
 pub mod discovery;
 pub mod overrides;
 pub mod registration;
+
+// Observability.
+pub mod observe;
 
 // Transport seam.
 pub mod balance;

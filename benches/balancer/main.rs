@@ -15,7 +15,8 @@
 //! One module per concern: `measure` (allocations, CPU time, pinning),
 //! `servers`, `clients` (the compared clients and the runs), then one module
 //! per row: `remove` (2), `overhead` (4), `slow` (5), `bad_instance` (12,
-//! 13: one failing or frozen instance of three).
+//! 13: one failing or frozen instance of three), and `recorder` (4m:
+//! `--only 40`, never by default, as it installs a global recorder).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -27,6 +28,8 @@ mod bad_instance;
 mod clients;
 mod measure;
 mod overhead;
+#[cfg(feature = "metrics")]
+mod recorder;
 mod remove;
 mod servers;
 mod slow;
@@ -104,6 +107,16 @@ fn main() {
         if args.runs(16) {
             eprintln!("subset spread…");
             rows.extend(subset::subset_rows(quick));
+        }
+        // Row 4m (`--only 40`) installs a global recorder: after the others.
+        #[cfg(feature = "metrics")]
+        if args.runs(40) && args.only.is_some() {
+            eprintln!("metrics with the Prometheus recorder…");
+            rows.extend(if quick {
+                recorder::recorder_cost(&etcd, 4, 100, 1_000).await
+            } else {
+                recorder::recorder_cost(&etcd, 30, 300, 3_000).await
+            });
         }
         section(
             "Balancing",

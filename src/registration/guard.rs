@@ -88,6 +88,7 @@ impl Registration {
             commands,
             codec: task.codec(),
         };
+        crate::observe::follow_registration(task.instance(), task.subscribe());
         tokio::spawn(task.run(first, receiver));
         Ok(registration)
     }

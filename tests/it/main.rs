@@ -33,6 +33,7 @@
 //! - `health`: a registration that follows the server's gRPC health.
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
+//! - `metrics`: the metrics, scraped from the example binaries over HTTP.
 //! - `fixture`: the etcd fixture itself.
 
 #[path = "../support/mod.rs"]
@@ -48,6 +49,7 @@ mod faults;
 mod fixture;
 mod health;
 mod interop_formats;
+mod metrics;
 mod registration;
 #[cfg(feature = "tls")]
 mod security;

@@ -21,6 +21,7 @@
 //! - [`freeze`]: SIGSTOP / SIGCONT of a member ([`Etcd::freeze`]).
 //! - [`balancer`]: greeter servers to balance over, and requests through them.
 //! - [`examples`]: the example binaries, driven as an operator's script would.
+//! - [`scrape`]: a Prometheus text endpoint, read over HTTP.
 //! - `secure` (feature `tls`): etcd with TLS, client certificates and users.
 //! - [`free_port`], [`unique`], [`init_tracing`], [`Result`]: for any test.
 
@@ -32,6 +33,7 @@ pub mod examples;
 pub mod freeze;
 pub mod kv;
 pub mod proxy;
+pub mod scrape;
 #[cfg(feature = "tls")]
 pub mod secure;
 

@@ -72,6 +72,8 @@ struct First {
     pending: Option<Pending>,
     /// The request's span, naming its endpoint (debug level).
     span: Span,
+    /// The attempt's metrics (see `observe`).
+    observed: crate::observe::Attempt,
     /// Until when the request may wait for an endpoint, counted from its
     /// start; `None` without a wait.
     deadline: Option<Instant>,
@@ -119,6 +121,7 @@ impl Call {
         // The attempt counts from its pick, as a retried one does.
         let pending = Some(Pending::start(&shared, &target));
         let span = debug_span!("request", endpoint = %target.key);
+        let observed = crate::observe::Attempt::start(shared.service(), &target.addr);
         Call {
             state: State::First(First {
                 shared,
@@ -128,6 +131,7 @@ impl Call {
                 attempt: Attempt::Waiting(channel, request),
                 pending,
                 span,
+                observed,
                 deadline,
             }),
         }
@@ -147,7 +151,11 @@ impl Future for Call {
                         .take()
                         .expect("balancer response future polled after completion")))
                 }
-                State::First(first) => match ready!(first.poll(cx)) {
+                State::First(first) => match crate::observe::Attempt::finish(
+                    ready!(first.poll(cx)),
+                    &mut first.observed,
+                    Body::new,
+                ) {
                     Ok(response) => return Poll::Ready(Ok(response)),
                     Err(error) => error,
                 },
@@ -289,6 +297,7 @@ async fn retry(
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let pending = Pending::start(&shared, &target);
+        let mut observed = crate::observe::Attempt::start(shared.service(), &target.addr);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
             .channel
@@ -297,7 +306,7 @@ async fn retry(
             .instrument(span)
             .await;
         pending.finish(outcome_of(&result));
-        match result {
+        match crate::observe::Attempt::finish(result, &mut observed, Body::new) {
             Ok(response) => return Ok(response),
             Err(error) => state.failed(&shared, target, error, &slot)?,
         }

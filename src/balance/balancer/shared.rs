@@ -163,6 +163,7 @@ impl Shared {
 
     pub(super) fn changed(&self, set: &mut Set) {
         set.rebuild();
+        crate::observe::endpoint_counts(&self.service, set.ready.len(), set.entries.len());
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -350,6 +351,7 @@ impl Shared {
             entry.endpoint.clone(),
         );
         entry.probe = Some(self.runtime.spawn(probe.instrument(span)).abort_handle());
+        crate::observe::ejected(&self.service, &target.addr, "connect_error");
         self.changed(&mut set);
     }
 

@@ -113,6 +113,7 @@ impl Watcher {
         let snapshot = request(&self.tx, "resync Get", fetch(kv, &self.prefix)).await?;
         let before = self.revision;
         self.apply([Event::Resync { kvs: snapshot.kvs }]);
+        crate::observe::resynced(&self.shared.service);
         self.revision = snapshot.revision;
         self.resync = false;
         info!(

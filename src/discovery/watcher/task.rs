@@ -75,9 +75,11 @@ impl Watcher {
                 let _ = self.tx.send(change);
             }
         }
+        crate::observe::discovery_instances(&self.shared.service, state.len());
     }
 
     pub(super) fn set_health(&self, health: Health) {
+        crate::observe::discovery_health(&self.shared.service, &self.health.borrow(), &health);
         self.health.send_if_modified(|current| {
             let changed = *current != health;
             *current = health;
@@ -95,6 +97,7 @@ impl Watcher {
                 Session::Resync => continue,
                 Session::Failed(error) => error,
             };
+            crate::observe::watch_restarted(&self.shared.service);
             let delay = backoff.next_delay();
             warn!(%error, revision = self.revision, ?delay, "watch lost; keeping the current set and retrying");
             self.set_health(Health::Reconnecting { error });
