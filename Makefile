@@ -29,7 +29,7 @@ ETCD35_DIR ?= $(abspath $(or $(CARGO_TARGET_DIR),target)/etcd-3.5)
 # (`--features cli`: the binary `it` as built by the first run, not rebuilt
 # without the feature; the `cli::` tests are not among ETCD35_TESTS.)
 ETCD35_TARGETS ?= --test it --features cli
-ETCD35_TESTS ?= registration:: discovery:: faults:: security:: fixture:: interop_formats:: api::
+ETCD35_TESTS ?= registration:: health:: discovery:: faults:: security:: fixture:: interop_formats:: api::
 # Tests not run against 3.5 (substrings of test names), each with its reason.
 # None today. (etcd 3.5.1 refuses a watch with an expired token as "permission
 # denied", not "invalid auth token" as 3.5.6 and 3.4.22 do; discovery now
