@@ -285,7 +285,7 @@ async fn retry(
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let in_flight = (shared.policy() == Policy::P2c).then(|| target.load.start());
-        match target.channel.clone().oneshot(request).await {
+        match target.channel().clone().oneshot(request).await {
             Ok(response) => {
                 if let Some(in_flight) = in_flight {
                     in_flight.finish();

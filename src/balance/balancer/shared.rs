@@ -8,7 +8,6 @@
 //!              └──── Insert with a new address ◄────────┘ Remove: probe aborted
 //! ```
 
-use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -16,11 +15,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
-use super::picker::{p2c, smooth_weighted};
 use super::policy::Policy;
-use super::set::{Entry, Set};
+use super::set::{Exclusion, Set};
 use super::status::EndpointStatus;
 use super::target::Target;
 use super::tasks::probe;
@@ -53,7 +51,7 @@ impl std::fmt::Debug for Shared {
             .field("policy", &self.policy)
             .field("wait", &self.wait)
             .field("endpoints", &set.entries.len())
-            .field("ready", &set.ready.len())
+            .field("ready", &set.ready_len())
             .finish()
     }
 }
@@ -67,7 +65,7 @@ impl Shared {
             template,
             wait,
             runtime: tokio::runtime::Handle::current(),
-            set: Mutex::new(Set::default()),
+            set: Mutex::new(Set::new(policy, tokio::runtime::Handle::current())),
             generation: watch::Sender::new(0),
         }
     }
@@ -94,15 +92,15 @@ impl Shared {
         self.generation.subscribe()
     }
 
-    fn changed(&self, set: &mut Set) {
-        set.rebuild();
+    /// Tells waiting requests; called with the lock held, once per batch.
+    fn changed(&self, _locked: &mut Set) {
         self.generation.send_modify(|g| *g += 1);
     }
 
     /// How many endpoints are known and how many of them are ejected.
     pub(super) fn counts(&self) -> (usize, usize) {
         let set = self.lock();
-        (set.entries.len(), set.entries.len() - set.ready.len())
+        (set.len(), set.len() - set.ready_len())
     }
 
     pub(super) fn statuses(&self) -> Vec<EndpointStatus> {
@@ -120,100 +118,47 @@ impl Shared {
     /// Picks a ready endpoint by the policy, skipping the targets whose epochs
     /// are in `tried`.
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
-        let mut guard = self.lock();
-        let Set {
-            ready,
-            weights,
-            round_robin,
-            ..
-        } = &mut *guard;
-        let untried = |index: usize| tried.is_empty() || !tried.contains(&ready[index].epoch);
-        let index = match self.policy {
-            Policy::RoundRobin | Policy::P2c => {
-                // Every request starts with nothing tried: pick from the ready
-                // list itself, without allocating.
-                let candidates: Cow<'_, [Arc<Target>]> = if tried.is_empty() {
-                    Cow::Borrowed(ready)
-                } else {
-                    ready
-                        .iter()
-                        .filter(|target| !tried.contains(&target.epoch))
-                        .cloned()
-                        .collect()
-                };
-                let index = if self.policy == Policy::RoundRobin {
-                    round_robin.pick(candidates.len())
-                } else {
-                    let now = std::time::Instant::now();
-                    p2c(
-                        candidates.len(),
-                        |i| candidates[i].load.cost(now),
-                        &mut rand::rng(),
-                    )
-                }?;
-                return Some(candidates[index].clone());
-            }
-            Policy::Weighted => smooth_weighted(weights, |index| !untried(index))?,
-        };
-        Some(ready[index].clone())
+        self.lock().pick(tried)
     }
 
     /// Applies one discovery change.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn apply(self: &Arc<Self>, change: Change<String, Instance>) {
-        let (key, instance) = match change {
-            Change::Insert(key, instance) => (key, instance),
-            Change::Remove(key) => {
-                let mut set = self.lock();
-                if set.remove(&key) {
-                    debug!(%key, "endpoint removed");
-                    self.changed(&mut set);
-                }
-                return;
-            }
-        };
-        {
-            let mut set = self.lock();
-            if let Some(entry) = set.entries.get_mut(&key) {
-                let mut reweighted = entry.instance.clone();
-                reweighted.weight = instance.weight;
-                if reweighted == instance {
-                    // Same endpoint: keep its connection (and its ejection).
-                    if entry.instance.weight != instance.weight {
-                        debug!(%key, weight = instance.weight, "weight changed");
-                        entry.instance = instance;
-                        self.changed(&mut set);
-                    }
-                    return;
+        self.apply_batch(vec![change]);
+    }
+
+    /// Applies a batch of discovery changes (the last of each key wins) with
+    /// one notification of waiting requests: O(k log n) for k changes.
+    pub(super) fn apply_batch(self: &Arc<Self>, changes: Vec<Change<String, Instance>>) {
+        let plan = self.lock().plan(changes);
+        let mut changed = plan.changed;
+        // The user's template runs without the lock held. Only the driver
+        // inserts and removes, so the entries cannot change meanwhile.
+        let mut built = Vec::with_capacity(plan.fresh.len());
+        let mut refused = Vec::new();
+        for (key, instance) in plan.fresh {
+            match (self.template)(&instance) {
+                Ok(endpoint) => built.push((key, instance, endpoint)),
+                Err(error) => {
+                    warn!(%key, addr = %instance.addr, %error, "cannot build an endpoint; instance left out");
+                    refused.push(key);
                 }
             }
         }
-        // The user's template runs without the lock held. Only this task
-        // inserts and removes, so the entry cannot change meanwhile.
-        let (channel, endpoint) = match (self.template)(&instance) {
-            Ok(endpoint) => (endpoint.connect_lazy(), endpoint),
-            Err(error) => {
-                warn!(%key, addr = %instance.addr, %error, "cannot build an endpoint; instance left out");
-                let mut set = self.lock();
-                if set.remove(&key) {
-                    self.changed(&mut set);
-                }
-                return;
-            }
-        };
         let mut set = self.lock();
-        set.remove(&key);
-        let target = set.target(&key, &instance, channel);
-        debug!(%key, addr = %instance.addr, weight = instance.weight, "endpoint inserted");
-        set.entries.insert(
-            key,
-            Entry {
-                instance,
-                endpoint,
-                target,
-                probe: None,
-            },
-        );
-        self.changed(&mut set);
+        for key in refused {
+            changed |= set.remove(&key);
+        }
+        if !built.is_empty() {
+            let rtt = set.peer_rtt();
+            for (key, instance, endpoint) in built {
+                set.insert(key, instance, endpoint, rtt);
+            }
+            changed = true;
+        }
+        if changed {
+            self.changed(&mut set);
+        }
     }
 
     /// Takes `target` out of the ready list after its connection failed, and
@@ -224,7 +169,7 @@ impl Shared {
         let Some(entry) = set.entries.get_mut(&target.key) else {
             return;
         };
-        if entry.target.epoch != target.epoch || !entry.ready() {
+        if entry.target.epoch != target.epoch || entry.is_excluded(Exclusion::Unreachable) {
             return;
         }
         warn!(
@@ -238,24 +183,29 @@ impl Shared {
             Arc::downgrade(self),
             target.key.clone(),
             target.epoch,
-            entry.endpoint.clone(),
+            entry.target.endpoint.clone(),
         );
         entry.probe = Some(self.runtime.spawn(probe.instrument(span)).abort_handle());
-        self.changed(&mut set);
+        if set.exclude(&target.key, Exclusion::Unreachable) {
+            self.changed(&mut set);
+        }
     }
 
     /// Puts an ejected endpoint back with the channel its probe connected.
     pub(super) fn restore(&self, key: &str, epoch: u64, channel: Channel) {
         let mut set = self.lock();
-        let instance = match set.entries.get(key) {
-            Some(entry) if entry.target.epoch == epoch && !entry.ready() => entry.instance.clone(),
+        let addr = match set.entries.get_mut(key) {
+            Some(entry)
+                if entry.target.epoch == epoch && entry.is_excluded(Exclusion::Unreachable) =>
+            {
+                entry.probe = None;
+                entry.instance.addr.clone()
+            }
             _ => return,
         };
-        let target = set.target(key, &instance, channel);
-        let entry = set.entries.get_mut(key).expect("checked above");
-        entry.target = target;
-        entry.probe = None;
-        info!(%key, addr = %instance.addr, "connected again; endpoint back");
+        set.reconnect(key, channel);
+        set.include(key, Exclusion::Unreachable);
+        info!(%key, addr = %addr, "connected again; endpoint back");
         self.changed(&mut set);
     }
 
