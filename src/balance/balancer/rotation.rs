@@ -136,8 +136,8 @@ mod tests {
     fn follows_removals_and_insertions_without_restarting() {
         let names = ["a", "b", "c", "d"];
         let mut r = Rotation::default();
-        for slot in [0, 1, 2] {
-            r.insert(names[slot], slot as u32);
+        for (slot, name) in names[..3].iter().enumerate() {
+            r.insert(name, slot as u32);
         }
         assert_eq!(sequence(&mut r, &names, 2), "ab");
         // The last one picked leaves: its successor is next.
@@ -164,8 +164,8 @@ mod tests {
     fn passes_over_refused_slots_once_round() {
         let names = ["a", "b", "c"];
         let mut r = Rotation::default();
-        for slot in 0..3 {
-            r.insert(names[slot], slot as u32);
+        for (slot, name) in names.iter().enumerate() {
+            r.insert(name, slot as u32);
         }
         assert_eq!(r.pick(|slot| slot == 0), Some(1));
         assert_eq!(r.pick(|slot| slot != 0), Some(0));
