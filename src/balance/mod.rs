@@ -107,6 +107,8 @@ mod balancer;
 mod driver;
 mod tonic_channel;
 
+#[doc(hidden)]
+pub use balancer::PickBench;
 pub use balancer::{
     Balancer, BalancerBuilder, EndpointStatus, ParsePolicyError, Policy, ResponseFuture,
 };

@@ -16,6 +16,7 @@
 //! - `picker` and `load`: the picking rules and the peak-EWMA load, over plain
 //!   data.
 
+mod bench;
 mod body;
 mod builder;
 mod call;
@@ -34,6 +35,8 @@ mod status;
 mod target;
 mod tasks;
 
+#[doc(hidden)]
+pub use bench::PickBench;
 pub use builder::BalancerBuilder;
 pub use policy::{ParsePolicyError, Policy};
 pub use service::{Balancer, ResponseFuture};

@@ -4,3 +4,4 @@
 mod channel;
 mod faults;
 mod policies;
+mod scale;
