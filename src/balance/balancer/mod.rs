@@ -14,7 +14,11 @@
 //!   another attempt), `body` (the body lent to each attempt) and `failure`
 //!   (what a failed attempt means);
 //! - `picker` and `load`: the picking rules and the peak-EWMA load, over plain
-//!   data.
+//!   data;
+//! - `ready`: what the policies pick from, O(1) or O(log n) per pick and per
+//!   change: `rotation` (round robin in key order), `schedule` (weighted
+//!   round robin, earliest deadline first) and p2c's dense list;
+//! - `bench`: a hidden hook that lets the benchmarks time a pick alone.
 
 mod bench;
 mod body;
