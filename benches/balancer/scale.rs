@@ -16,6 +16,10 @@ use crate::common::{median, ms, quantile, Met, Row};
 use crate::measure::allocations;
 use crate::support;
 
+/// How long the discoveries may take to start: 100,000 instances take
+/// longer than the default on a loaded machine.
+const STARTUP: Duration = Duration::from_secs(120);
+
 /// The address of the `i`-th fake instance: in 127.0.0.0/8, never connected
 /// to (the balancer's channels are lazy).
 fn addr_of(i: usize) -> String {
@@ -55,6 +59,7 @@ async fn write_many(client: &Client, service: &str, n: usize) {
 async fn discovery_start(client: &Client, service: &str, n: usize) -> Duration {
     let t = Instant::now();
     let mut changes = Discovery::new(client.clone(), service)
+        .startup_timeout(STARTUP)
         .changes()
         .await
         .unwrap();
@@ -72,6 +77,7 @@ async fn discovery_start(client: &Client, service: &str, n: usize) -> Duration {
 async fn balancer_start(client: &Client, service: &str, n: usize) -> Duration {
     let t = Instant::now();
     let balancer = Discovery::new(client.clone(), service)
+        .startup_timeout(STARTUP)
         .balancer(Policy::RoundRobin)
         .await
         .unwrap();
