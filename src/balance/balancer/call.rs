@@ -291,7 +291,7 @@ async fn retry(
         let pending = Pending::start(&shared, &target);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
-            .channel
+            .channel()
             .clone()
             .oneshot(request)
             .instrument(span)

@@ -56,7 +56,7 @@ async fn weighted_follows_weight_changes_on_the_same_connection() {
     insert(&shared, "a", 1, 5);
     insert(&shared, "b", 2, 1);
     insert(&shared, "c", 3, 1);
-    assert_eq!(picks(&shared, 9), "aabacaaaa");
+    assert_eq!(picks(&shared, 9), "aaabcaaaa");
     let before = shared.lock().entries["a"].target.clone();
     // Only the weight changes: same target, rotation restarted.
     insert(&shared, "a", 1, 1);
