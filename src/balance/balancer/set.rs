@@ -350,8 +350,12 @@ impl Set {
     }
 
     /// Lifts `why` from `key`; whether it is picked again (no other reason
-    /// holds). O(log n).
+    /// holds). O(log n). An endpoint back from [`Exclusion::Unhealthy`] had
+    /// no traffic meanwhile: its response time estimate starts again from
+    /// its peers' (see [`peer_rtt`](Self::peer_rtt)), so that p2c neither
+    /// floods nor starves it.
     pub(super) fn include(&mut self, key: &str, why: Exclusion) -> bool {
+        let rtt = self.peer_rtt();
         let Some(entry) = self.entries.get_mut(key) else {
             return false;
         };
@@ -361,6 +365,9 @@ impl Set {
         entry.excluded &= !why.bit();
         if why == Exclusion::Ejected {
             self.ejected -= 1;
+        }
+        if why == Exclusion::Unhealthy && entry.ready() {
+            entry.target.load.restart(rtt);
         }
         if entry.ready() {
             self.ready
