@@ -302,3 +302,15 @@ async fn panic_mode_picks_only_what_its_answers_took_out() {
     assert!(!set.panicking());
     assert!(set.pick_panic(&[]).is_none(), "d is ready again");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_endpoint_back_from_unhealthy_starts_as_an_average_peer() {
+    let mut set = set(Policy::P2c);
+    apply(&mut set, vec![insert("a", 1, 1), insert("b", 2, 1)]);
+    set.exclude("a", Exclusion::Unhealthy);
+    let slow = set.entries["a"].target.load.clone();
+    slow.restart(Duration::from_secs(5));
+    assert!(set.include("a", Exclusion::Unhealthy));
+    let rtt = set.entries["a"].target.load.rtt();
+    assert!(rtt <= DEFAULT_RTT, "{rtt:?}: b's estimate, not its old one");
+}
