@@ -14,7 +14,9 @@
 //!
 //! One module per concern: `measure` (allocations, CPU time, pinning),
 //! `servers`, `clients` (the compared clients and the runs), then one module
-//! per row: `remove` (2), `overhead` (4), `slow` (5), `bad_instance` (12,
+//! per row: `remove` (2), `overhead` (4), `slow` (5), `scale` (9, 11: the
+//! initial set of a large service, memory per idle endpoint), `picks`
+//! (9b, 10: one change, pick cost per policy) and `bad_instance` (12,
 //! 13: one failing or frozen instance of three), and `recorder` (4m:
 //! `--only 40`, never by default, as it installs a global recorder).
 
@@ -28,9 +30,11 @@ mod bad_instance;
 mod clients;
 mod measure;
 mod overhead;
+mod picks;
 #[cfg(feature = "metrics")]
 mod recorder;
 mod remove;
+mod scale;
 mod servers;
 mod slow;
 mod subset;
@@ -103,6 +107,37 @@ fn main() {
                 let seconds = if quick { 3 } else { 10 };
                 rows.push(bad_instance(fault, Duration::from_secs(seconds)).await);
             }
+        }
+        if args.runs(9) {
+            for n in if quick {
+                vec![1_000]
+            } else {
+                vec![1_000, 10_000, 100_000]
+            } {
+                eprintln!("initial set {n}…");
+                rows.push(scale::initial_set(&etcd, n).await);
+            }
+            eprintln!("one change…");
+            rows.push(picks::change_cost(
+                if quick { 10_000 } else { 100_000 },
+                1_000,
+            ));
+        }
+        if args.runs(10) {
+            eprintln!("pick cost…");
+            let sizes = if quick {
+                vec![3, 1_000, 10_000]
+            } else {
+                vec![3, 1_000, 100_000]
+            };
+            rows.extend(picks::pick_cost(
+                &sizes,
+                if quick { 20_000 } else { 200_000 },
+            ));
+        }
+        if args.runs(11) {
+            eprintln!("idle endpoints…");
+            rows.push(scale::idle_memory(if quick { 10_000 } else { 100_000 }, 1_000).await);
         }
         if args.runs(16) {
             eprintln!("subset spread…");

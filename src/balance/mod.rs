@@ -108,6 +108,8 @@ mod driver;
 mod health_check;
 mod tonic_channel;
 
+#[doc(hidden)]
+pub use balancer::PickBench;
 pub use balancer::{
     Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
     Policy, ResponseFuture,

@@ -128,13 +128,6 @@ pub(crate) fn reregistered(_: &str, _: &str) {}
 #[inline(always)]
 pub(crate) fn keepalive_failed(_: &str, _: &str) {}
 
-/// A balancer of `service` has `known` endpoints, `ready` of them ready and
-/// the others ejected (the balancer's two states so far): the four gauges of
-/// [`endpoint_states`].
-pub(crate) fn endpoint_counts(service: &str, ready: usize, known: usize) {
-    endpoint_states(service, ready, 0, known.saturating_sub(ready), 0);
-}
-
 /// A balancer of `service` has these many endpoints in each state: the four
 /// gauges of [`endpoints`] at once.
 pub(crate) fn endpoint_states(

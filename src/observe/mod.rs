@@ -80,8 +80,8 @@ pub use metrics::describe;
 // the hooks to come (one state at a time, attempts recorded by hand).
 #[allow(unused_imports)]
 pub(crate) use metrics::{
-    discovery_instances, ejected, endpoint_counts, endpoint_states, endpoints, in_flight,
-    keepalive_failed, registration_up, request_finished, reregistered, resynced, watch_restarted,
+    discovery_instances, ejected, endpoint_states, endpoints, in_flight, keepalive_failed,
+    registration_up, request_finished, reregistered, resynced, watch_restarted,
 };
 pub use names::*;
 pub(crate) use registration::follow_registration;

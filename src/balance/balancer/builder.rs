@@ -172,7 +172,10 @@ impl BalancerBuilder {
     /// checks have taken out every connected endpoint, requests go to all of
     /// them as if none were out, rather than failing (as Envoy does).
     /// Endpoints that cannot be connected to stay out either way. Off, such
-    /// requests fail with `UNAVAILABLE` ("no ready endpoint").
+    /// requests fail with `UNAVAILABLE` ("no ready endpoint"). In panic mode
+    /// the balancer picks in turn, in key order, whatever the policy, by a
+    /// scan of the endpoints: O(n) per pick at worst rather than the usual
+    /// O(1) or O(log n), a cost paid only in that emergency.
     ///
     /// ```
     /// use tonic_etcd::{Balancer, Policy};

@@ -300,7 +300,7 @@ async fn retry(
         let mut observed = crate::observe::Attempt::start(shared.service(), &target.addr);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
-            .channel
+            .channel()
             .clone()
             .oneshot(request)
             .instrument(span)

@@ -19,6 +19,17 @@ pub(crate) enum Cause {
     Probation,
 }
 
+impl Cause {
+    /// The `reason` label of `tonic_etcd_balancer_ejections_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Cause::Consecutive(_) => "consecutive_failures",
+            Cause::Rate { .. } => "failure_rate",
+            Cause::Probation => "probation",
+        }
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,7 +1,10 @@
 //! Taking an endpoint out of rotation for its answers, and back: outlier
 //! ejections (with the cap on ejected endpoints and the readmission timer)
 //! and the health service's verdicts. Every change is an `info` event with
-//! the fields `service`, `endpoint` and `reason`.
+//! the fields `service`, `endpoint` and `reason`. Each is an
+//! [`Exclusion`] of the set (`Ejected`, `Unhealthy`), set or lifted in
+//! O(log n); the endpoint's [`Health`](super::health::Health) keeps the
+//! detector's state and the reasons, not whether it is picked.
 //!
 //! ```text
 //! Ready ──(failures, under the cap)──► Ejected ──(ejection time over)──► Ready, on probation
@@ -14,6 +17,7 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use super::detector::Cause;
+use super::set::Exclusion;
 use super::shared::Shared;
 use super::target::Target;
 
@@ -23,16 +27,12 @@ impl Shared {
     /// is reached.
     pub(super) fn outlier_eject(self: &Arc<Self>, target: &Arc<Target>, cause: Cause) {
         let mut set = self.lock();
-        let known = set.entries.len();
-        let ejected = set
-            .entries
-            .values()
-            .filter(|entry| entry.target.health.ejection().is_some())
-            .count();
+        let known = set.len();
+        let ejected = set.ejected_len();
         let Some(entry) = set.entries.get(&target.key) else {
             return;
         };
-        if entry.target.epoch != target.epoch || entry.target.health.ejection().is_some() {
+        if entry.target.epoch != target.epoch || entry.is_excluded(Exclusion::Ejected) {
             return;
         }
         let settings = self.outlier();
@@ -55,6 +55,8 @@ impl Shared {
             reason = %format_args!("ejected after {cause}, for {:?}", ejection.duration),
             "endpoint ejected"
         );
+        set.exclude(&target.key, Exclusion::Ejected);
+        crate::observe::ejected(self.service(), &target.addr, cause.label());
         self.changed(&mut set);
     }
 
@@ -73,6 +75,7 @@ impl Shared {
             reason = "ejection time over; back on probation",
             "endpoint readmitted"
         );
+        set.include(key, Exclusion::Ejected);
         self.changed(&mut set);
     }
 
@@ -88,10 +91,12 @@ impl Shared {
         }
         match unhealthy {
             Some(reason) => {
-                info!(service = %self.service(), endpoint = %key, %reason, "endpoint unhealthy")
+                info!(service = %self.service(), endpoint = %key, %reason, "endpoint unhealthy");
+                set.exclude(key, Exclusion::Unhealthy);
             }
             None => {
-                info!(service = %self.service(), endpoint = %key, reason = "SERVING", "endpoint healthy again")
+                info!(service = %self.service(), endpoint = %key, reason = "SERVING", "endpoint healthy again");
+                set.include(key, Exclusion::Unhealthy);
             }
         }
         self.changed(&mut set);

@@ -3,9 +3,11 @@
 //! rotation because of them (ejected) or because its health service said so
 //! (unhealthy). Every endpoint's [`Target`](super::target::Target) has one.
 //!
-//! Its flags change only under the set's lock (see `exclusion`), so that the
-//! ready list is rebuilt with them; the counters and the detector have their
-//! own lock, taken without the set's.
+//! Whether it is picked is the set's business (its `Exclusion`s); this keeps
+//! the detector's state and the reasons shown in statuses. Its ejection and
+//! verdict change only under the set's lock (see `exclusion`), together with
+//! the set's exclusions; the counters and the detector have their own lock,
+//! taken without the set's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -115,12 +117,6 @@ impl Health {
             self.requests.load(Ordering::Relaxed),
             self.failures.load(Ordering::Relaxed),
         )
-    }
-
-    /// Whether neither outlier detection nor the health service holds it out.
-    pub(super) fn admits(&self) -> bool {
-        let inner = self.lock();
-        inner.ejection.is_none() && inner.unhealthy.is_none()
     }
 
     pub(super) fn ejection(&self) -> Option<Ejection> {

@@ -31,6 +31,6 @@ pub(super) fn spawn(shared: &Arc<Shared>, target: &Arc<Target>, service: String)
     };
     shared
         .runtime()
-        .spawn(watch(target.channel.clone(), service, on_change).instrument(span))
+        .spawn(watch(target.channel().clone(), service, on_change).instrument(span))
         .abort_handle()
 }

@@ -69,6 +69,16 @@ impl PeakEwma {
         }
     }
 
+    /// Starts the estimate again from `initial`, as a new endpoint's: for an
+    /// endpoint back after a time without traffic, whose old estimate says
+    /// nothing of now.
+    pub(crate) fn restart(&self, initial: Duration) {
+        *self.lock() = Estimate {
+            rtt_ns: initial.as_nanos() as f64,
+            at: Instant::now(),
+        };
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Estimate> {
         // Two floats, consistent after every statement.
         self.estimate.lock().unwrap_or_else(PoisonError::into_inner)

@@ -20,7 +20,12 @@
 //!   (its state machine, over plain data), `health` (an endpoint's counters
 //!   and verdicts), `exclusion` (ejection, readmission, health verdicts under
 //!   the set's lock), `health_wiring` (active health checks).
+//! - `ready`: what the policies pick from, O(1) or O(log n) per pick and per
+//!   change: `rotation` (round robin in key order), `schedule` (weighted
+//!   round robin, earliest deadline first) and p2c's dense list;
+//! - `bench`: a hidden hook that lets the benchmarks time a pick alone.
 
+mod bench;
 mod body;
 mod builder;
 mod call;
@@ -35,6 +40,9 @@ mod outcome;
 mod outlier;
 mod picker;
 mod policy;
+mod ready;
+mod rotation;
+mod schedule;
 mod service;
 mod set;
 mod shared;
@@ -42,6 +50,8 @@ mod status;
 mod target;
 mod tasks;
 
+#[doc(hidden)]
+pub use bench::PickBench;
 pub use builder::BalancerBuilder;
 pub use outlier::OutlierDetection;
 pub use policy::{ParsePolicyError, Policy};

@@ -1,57 +1,9 @@
-//! The three picking rules, over plain data so that they are tested alone.
+//! Power of two choices, over plain data so that it is tested alone (round
+//! robin is `rotation`, weighted round robin `schedule`).
 //!
-//! Each picks among `n` candidates, given in a stable order (sorted by key),
-//! and returns the index of the one chosen.
+//! It picks among `n` candidates and returns the index of the one chosen.
 
 use rand::Rng;
-
-/// Strict rotation: candidate `k % n` for the k-th pick.
-#[derive(Debug, Default)]
-pub(crate) struct RoundRobin {
-    next: usize,
-}
-
-impl RoundRobin {
-    pub(crate) fn pick(&mut self, n: usize) -> Option<usize> {
-        if n == 0 {
-            return None;
-        }
-        let index = self.next % n;
-        self.next = self.next.wrapping_add(1);
-        Some(index)
-    }
-}
-
-/// Smooth weighted round robin (nginx's): every candidate's current weight
-/// grows by its weight, the largest is picked and loses the total. Over any
-/// `sum(weights)` consecutive picks each candidate is picked exactly `weight`
-/// times, spread out rather than in runs: weights 5, 1, 1 give
-/// `a a b a c a a`.
-///
-/// `slots` holds `(weight, current)` per candidate; the currents are the
-/// picker's state, kept by the caller next to each candidate. Candidates for
-/// which `skip` is true take no part in this pick. Ties go to the first.
-pub(crate) fn smooth_weighted(
-    slots: &mut [(u32, i64)],
-    skip: impl Fn(usize) -> bool,
-) -> Option<usize> {
-    let mut total = 0i64;
-    let mut best: Option<(usize, i64)> = None;
-    for (index, (weight, current)) in slots.iter_mut().enumerate() {
-        if skip(index) {
-            continue;
-        }
-        total += i64::from(*weight);
-        *current += i64::from(*weight);
-        match best {
-            Some((_, max)) if *current <= max => {}
-            _ => best = Some((index, *current)),
-        }
-    }
-    let (best, _) = best?;
-    slots[best].1 -= total;
-    Some(best)
-}
 
 /// Power of two choices: two distinct candidates at random, the one with the
 /// lower cost wins (the first on a tie). With one candidate, that one.
@@ -77,73 +29,6 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-
-    #[test]
-    fn round_robin_rotates_strictly() {
-        let mut rr = RoundRobin::default();
-        let picks: Vec<usize> = (0..9).map(|_| rr.pick(3).unwrap()).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
-        assert_eq!(rr.pick(0), None);
-        // 30 picks over 3: exactly 10 each.
-        let mut rr = RoundRobin::default();
-        let mut counts = [0; 3];
-        for _ in 0..30 {
-            counts[rr.pick(3).unwrap()] += 1;
-        }
-        assert_eq!(counts, [10, 10, 10]);
-    }
-
-    #[test]
-    fn round_robin_follows_a_shrinking_set() {
-        let mut rr = RoundRobin::default();
-        assert_eq!(rr.pick(3), Some(0));
-        assert_eq!(rr.pick(3), Some(1));
-        // One candidate left the set: the rotation goes on over two.
-        assert_eq!(rr.pick(2), Some(0));
-        assert_eq!(rr.pick(2), Some(1));
-        assert_eq!(rr.pick(2), Some(0));
-    }
-
-    fn weighted_sequence(weights: &[u32], picks: usize) -> String {
-        let mut slots: Vec<(u32, i64)> = weights.iter().map(|&w| (w, 0)).collect();
-        (0..picks)
-            .map(|_| {
-                let index = smooth_weighted(&mut slots, |_| false).unwrap();
-                char::from(b'a' + index as u8)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn smooth_weighted_spreads_picks_like_nginx() {
-        assert_eq!(weighted_sequence(&[5, 1, 1], 7), "aabacaa");
-        assert_eq!(weighted_sequence(&[5, 1, 1], 14), "aabacaaaabacaa");
-        assert_eq!(weighted_sequence(&[1, 1, 1], 6), "abcabc");
-        assert_eq!(weighted_sequence(&[1, 2, 3], 6), "cbacbc");
-        assert_eq!(weighted_sequence(&[7], 3), "aaa");
-        assert_eq!(smooth_weighted(&mut [], |_| false), None);
-    }
-
-    #[test]
-    fn smooth_weighted_leaves_skipped_candidates_out() {
-        let mut slots = vec![(5, 0), (1, 0), (1, 0)];
-        let picks: String = (0..4)
-            .map(|_| {
-                let index = smooth_weighted(&mut slots, |i| i == 0).unwrap();
-                char::from(b'a' + index as u8)
-            })
-            .collect();
-        assert_eq!(picks, "bcbc");
-        assert_eq!(slots[0].1, 0, "a skipped candidate's state is untouched");
-        assert_eq!(smooth_weighted(&mut slots, |_| true), None);
-    }
-
-    #[test]
-    fn smooth_weighted_is_exact_over_whole_rounds() {
-        let sequence = weighted_sequence(&[1, 2, 3], 600);
-        let count = |c| sequence.chars().filter(|&x| x == c).count();
-        assert_eq!((count('a'), count('b'), count('c')), (100, 200, 300));
-    }
 
     #[test]
     fn p2c_never_picks_the_most_loaded_of_three() {

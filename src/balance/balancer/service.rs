@@ -97,8 +97,9 @@ use crate::discovery::DiscoveryView;
 ///   50 % over at least 20 requests in 10 s, for 30 s × the times ejected (at
 ///   most 300 s), then readmits it on probation.
 /// - **Panic mode.** When every connected endpoint is ejected or unhealthy,
-///   requests go to all of them as if none were
-///   ([`panic_mode`](super::BalancerBuilder::panic_mode), on by default).
+///   requests go to all of them in turn, as if none were
+///   ([`panic_mode`](super::BalancerBuilder::panic_mode), on by default;
+///   its picks scan the endpoints, a slower path for an emergency).
 /// - **A set empty for a moment fails nothing.** A removal that would leave
 ///   no ready endpoint waits for the
 ///   [`removal_grace`](super::BalancerBuilder::removal_grace) (1 s); an

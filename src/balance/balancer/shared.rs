@@ -3,19 +3,20 @@
 //! that change it.
 //!
 //! ```text
-//! Insert ──► Ready ──(connect error on a request)──► Ejected ──(probe connects)──► Ready
+//! Insert ──► Ready ──(connect error on a request)──► Unreachable ──(probe connects)──► Ready
 //!              ▲                                        │ probe: connect with backoff
 //!              └──── Insert with a new address ◄────────┘ Remove: probe aborted
 //! ```
 //!
-//! Outlier ejections and health verdicts take endpoints out too (see
-//! `exclusion`); when they have taken out every connected endpoint, panic
-//! mode routes to them all. A `Remove` that would leave no ready endpoint
-//! waits for the removal grace: an `Insert` meanwhile (the instance coming
-//! back, or another one) ends the wait.
+//! Outlier ejections and health verdicts take endpoints out too, as
+//! [`Exclusion`]s of the set (see `exclusion`); when they have taken out
+//! every connected endpoint, panic mode routes to them (a slower pick, see
+//! [`Set::pick_panic`]). A batch of changes whose removals would leave no
+//! ready endpoint defers the removal of the last ready one for the removal
+//! grace: a batch with an `Insert` meanwhile (the instance coming back, or
+//! another one) ends the wait.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -24,13 +25,12 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::health_wiring;
 use super::outlier::OutlierDetection;
-use super::picker::{p2c, smooth_weighted};
 use super::policy::Policy;
-use super::set::{Entry, Set};
+use super::set::{Exclusion, Set};
 use super::status::{EndpointState, EndpointStatus};
 use super::target::Target;
 use super::tasks::probe;
@@ -90,14 +90,13 @@ impl std::fmt::Debug for Shared {
             .field("policy", &self.policy)
             .field("wait", &self.wait)
             .field("endpoints", &set.entries.len())
-            .field("ready", &set.ready.len())
+            .field("ready", &set.ready_len())
             .finish()
     }
 }
 
 impl Shared {
     /// Must be called inside a tokio runtime, whose handle the probes use.
-    #[cfg(test)]
     pub(super) fn new(service: String, policy: Policy, template: Template, wait: Duration) -> Self {
         Self::with_options(service, policy, template, wait, Options::default())
     }
@@ -110,7 +109,8 @@ impl Shared {
         wait: Duration,
         options: Options,
     ) -> Self {
-        let mut set = Set::default();
+        let runtime = tokio::runtime::Handle::current();
+        let mut set = Set::new(policy, runtime.clone());
         set.panic_mode = options.panic_mode;
         Self {
             service,
@@ -118,7 +118,7 @@ impl Shared {
             template,
             wait,
             options,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             set: Mutex::new(set),
             pending_removals: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
@@ -161,34 +161,46 @@ impl Shared {
         self.generation.subscribe()
     }
 
+    /// Tells waiting requests and the endpoint gauges; called with the lock
+    /// held, once per batch.
     pub(super) fn changed(&self, set: &mut Set) {
-        set.rebuild();
-        crate::observe::endpoint_counts(&self.service, set.ready.len(), set.entries.len());
+        let (unreachable, unhealthy) = set.unreachable_and_unhealthy();
+        crate::observe::endpoint_states(
+            &self.service,
+            set.ready_len(),
+            unreachable,
+            set.ejected_len(),
+            unhealthy,
+        );
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// How many endpoints are known and how many of them are ejected.
+    /// How many endpoints are known and how many of them are not ready.
     pub(super) fn counts(&self) -> (usize, usize) {
         let set = self.lock();
-        (set.entries.len(), set.entries.len() - set.ready.len())
+        (set.len(), set.len() - set.ready_len())
     }
 
     pub(super) fn statuses(&self) -> Vec<EndpointStatus> {
         let set = self.lock();
+        let panicking = set.panicking();
         set.entries
             .iter()
             .map(|(key, entry)| {
                 let health = &entry.target.health;
-                let (state, mut reason) = if !entry.connected() {
+                let (state, mut reason) = if entry.is_excluded(Exclusion::Unreachable) {
                     (EndpointState::Connecting, health.unreachable())
-                } else if let Some(ejection) = health.ejection() {
-                    (EndpointState::Ejected, Some(ejection.reason()))
-                } else if let Some(reason) = health.unhealthy() {
-                    (EndpointState::Unhealthy, Some(reason))
+                } else if entry.is_excluded(Exclusion::Ejected) {
+                    (
+                        EndpointState::Ejected,
+                        health.ejection().map(|ejection| ejection.reason()),
+                    )
+                } else if entry.is_excluded(Exclusion::Unhealthy) {
+                    (EndpointState::Unhealthy, health.unhealthy())
                 } else {
                     (EndpointState::Ready, None)
                 };
-                let routed = state == EndpointState::Ready || (set.panicking && entry.connected());
+                let routed = entry.ready() || (panicking && entry.panic_eligible());
                 if routed && state != EndpointState::Ready {
                     if let Some(reason) = &mut reason {
                         reason.push_str("; routed anyway: panic mode");
@@ -211,127 +223,145 @@ impl Shared {
     }
 
     /// Picks a ready endpoint by the policy, skipping the targets whose epochs
-    /// are in `tried`.
+    /// are in `tried`; in panic mode, when none is ready, one excluded only
+    /// for its answers.
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
-        let mut guard = self.lock();
-        let Set {
-            ready,
-            weights,
-            round_robin,
-            ..
-        } = &mut *guard;
-        let untried = |index: usize| tried.is_empty() || !tried.contains(&ready[index].epoch);
-        let index = match self.policy {
-            Policy::RoundRobin | Policy::P2c => {
-                // Every request starts with nothing tried: pick from the ready
-                // list itself, without allocating.
-                let candidates: Cow<'_, [Arc<Target>]> = if tried.is_empty() {
-                    Cow::Borrowed(ready)
-                } else {
-                    ready
-                        .iter()
-                        .filter(|target| !tried.contains(&target.epoch))
-                        .cloned()
-                        .collect()
-                };
-                let index = if self.policy == Policy::RoundRobin {
-                    round_robin.pick(candidates.len())
-                } else {
-                    let now = std::time::Instant::now();
-                    p2c(
-                        candidates.len(),
-                        |i| candidates[i].load.cost(now),
-                        &mut rand::rng(),
-                    )
-                }?;
-                return Some(candidates[index].clone());
-            }
-            Policy::Weighted => smooth_weighted(weights, |index| !untried(index))?,
-        };
-        Some(ready[index].clone())
+        let mut set = self.lock();
+        set.pick(tried).or_else(|| set.pick_panic(tried))
     }
 
     /// Applies one discovery change.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn apply(self: &Arc<Self>, change: Change<String, Instance>) {
-        let (key, instance) = match change {
-            Change::Insert(key, instance) => (key, instance),
-            Change::Remove(key) => {
-                self.remove(key);
-                return;
-            }
-        };
-        // The instance is back, or another one is there: the removals that
-        // waited for one take effect once it is in (but not this key's own).
-        let waiting: Vec<String> = self
-            .pending_removals()
-            .drain()
-            .map(|(pending, timer)| {
-                timer.abort();
-                pending
-            })
-            .collect();
-        self.insert(key.clone(), instance);
-        for pending in waiting.iter().filter(|pending| **pending != key) {
-            self.remove_now(pending);
-        }
+        self.apply_batch(vec![change]);
     }
 
-    fn insert(self: &Arc<Self>, key: String, instance: Instance) {
-        {
-            let mut set = self.lock();
-            if let Some(entry) = set.entries.get_mut(&key) {
-                let mut reweighted = entry.instance.clone();
-                reweighted.weight = instance.weight;
-                if reweighted == instance {
-                    // Same endpoint: keep its connection (and its ejection).
-                    if entry.instance.weight != instance.weight {
-                        debug!(%key, weight = instance.weight, "weight changed");
-                        entry.instance = instance;
-                        self.changed(&mut set);
-                    }
-                    return;
+    /// Applies a batch of discovery changes (the last of each key wins) with
+    /// one notification of waiting requests: O(k log n) for k changes. The
+    /// removal grace is decided per batch, in O(k) (see the module docs).
+    pub(super) fn apply_batch(self: &Arc<Self>, mut changes: Vec<Change<String, Instance>>) {
+        self.grace(&mut changes);
+        let plan = self.lock().plan(changes);
+        let mut changed = plan.changed;
+        // The user's template runs without the lock held. Only the driver
+        // inserts and removes, so the entries cannot change meanwhile.
+        let mut built = Vec::with_capacity(plan.fresh.len());
+        let mut refused = Vec::new();
+        for (key, instance) in plan.fresh {
+            match (self.template)(&instance) {
+                Ok(endpoint) => built.push((key, instance, endpoint)),
+                Err(error) => {
+                    warn!(%key, addr = %instance.addr, %error, "cannot build an endpoint; instance left out");
+                    refused.push(key);
                 }
             }
         }
-        // The user's template runs without the lock held. Only this task
-        // inserts and removes, so the entry cannot change meanwhile.
-        let (channel, endpoint) = match (self.template)(&instance) {
-            Ok(endpoint) => (endpoint.connect_lazy(), endpoint),
-            Err(error) => {
-                warn!(%key, addr = %instance.addr, %error, "cannot build an endpoint; instance left out");
-                let mut set = self.lock();
-                if set.remove(&key) {
-                    self.changed(&mut set);
-                }
-                return;
-            }
-        };
         let mut set = self.lock();
-        set.remove(&key);
-        let target = set.target(&key, &instance, channel);
-        self.attach(&target);
-        debug!(%key, addr = %instance.addr, weight = instance.weight, "endpoint inserted");
-        set.entries.insert(
-            key,
-            Entry {
-                instance,
-                endpoint,
-                target,
-                probe: None,
-            },
-        );
-        self.changed(&mut set);
+        for key in refused {
+            changed |= set.remove(&key);
+        }
+        if !built.is_empty() {
+            let rtt = set.peer_rtt();
+            for (key, instance, endpoint) in built {
+                let target = set.insert(key, instance, endpoint, rtt);
+                self.attach(&target);
+            }
+            changed = true;
+        }
+        if changed {
+            self.changed(&mut set);
+        }
     }
 
-    /// Takes `target` out of the ready list after its connection failed, and
+    /// The removal grace, on a batch: with an `Insert` in it, the removals
+    /// that waited take effect with it (but not those of keys it changes);
+    /// without, if its removals would take out every ready endpoint, the
+    /// last ready one is kept for the grace.
+    fn grace(self: &Arc<Self>, changes: &mut Vec<Change<String, Instance>>) {
+        let grace = self.options.removal_grace;
+        if changes
+            .iter()
+            .any(|change| matches!(change, Change::Insert(..)))
+        {
+            let waiting: Vec<String> = self
+                .pending_removals()
+                .drain()
+                .map(|(pending, timer)| {
+                    timer.abort();
+                    pending
+                })
+                .collect();
+            if waiting.is_empty() {
+                return;
+            }
+            let named: HashSet<&str> = changes.iter().map(change_key).collect();
+            let waiting: Vec<String> = waiting
+                .into_iter()
+                .filter(|pending| !named.contains(pending.as_str()))
+                .collect();
+            changes.extend(waiting.into_iter().map(Change::Remove));
+            return;
+        }
+        if grace.is_zero() {
+            return;
+        }
+        let last = {
+            let set = self.lock();
+            let mut removed = HashSet::new();
+            let mut last = None;
+            for change in changes.iter() {
+                if let Change::Remove(key) = change {
+                    if set.entries.get(key).is_some_and(|entry| entry.ready())
+                        && removed.insert(key.as_str())
+                    {
+                        last = Some(key.clone());
+                    }
+                }
+            }
+            match last {
+                Some(last) if set.ready_len() > 0 && removed.len() == set.ready_len() => last,
+                _ => return,
+            }
+        };
+        changes.retain(|change| !matches!(change, Change::Remove(key) if *key == last));
+        info!(
+            service = %self.service,
+            endpoint = %last,
+            reason = %format_args!("removed, but it is the last ready endpoint: kept for {grace:?} in case one comes"),
+            "endpoint removal deferred"
+        );
+        let shared = Arc::downgrade(self);
+        let timer_key = last.clone();
+        let timer = self.runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(shared) = shared.upgrade() {
+                if shared.pending_removals().remove(&timer_key).is_some() {
+                    shared.remove_now(&timer_key);
+                }
+            }
+        });
+        if let Some(old) = self.pending_removals().insert(last, timer.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    fn remove_now(&self, key: &str) {
+        let mut set = self.lock();
+        if set.remove(key) {
+            info!(service = %self.service, endpoint = %key, reason = "removed from the change stream", "endpoint removed");
+            self.changed(&mut set);
+        }
+    }
+
+    /// Takes `target` out of the picks after its connection failed, and
     /// probes it in the background until it connects again. Does nothing if
-    /// the endpoint has since been ejected, replaced or removed.
+    /// the endpoint is unreachable already, or has been replaced or removed.
     pub(super) fn eject(self: &Arc<Self>, target: &Target, error: &(dyn StdError + 'static)) {
         let mut set = self.lock();
         let Some(entry) = set.entries.get_mut(&target.key) else {
             return;
         };
-        if entry.target.epoch != target.epoch || !entry.ready() {
+        if entry.target.epoch != target.epoch || entry.is_excluded(Exclusion::Unreachable) {
             return;
         }
         let reason = format!("cannot connect: {}", ErrorChain(error));
@@ -348,72 +378,37 @@ impl Shared {
             Arc::downgrade(self),
             target.key.clone(),
             target.epoch,
-            entry.endpoint.clone(),
+            entry.target.endpoint.clone(),
         );
         entry.probe = Some(self.runtime.spawn(probe.instrument(span)).abort_handle());
+        set.exclude(&target.key, Exclusion::Unreachable);
         crate::observe::ejected(&self.service, &target.addr, "connect_error");
         self.changed(&mut set);
     }
 
-    /// Puts an ejected endpoint back with the channel its probe connected.
+    /// Puts an unreachable endpoint back with the channel its probe
+    /// connected: a new target, whose answers start afresh.
     pub(super) fn restore(self: &Arc<Self>, key: &str, epoch: u64, channel: Channel) {
         let mut set = self.lock();
-        let instance = match set.entries.get(key) {
-            Some(entry) if entry.target.epoch == epoch && !entry.ready() => entry.instance.clone(),
+        let addr = match set.entries.get_mut(key) {
+            Some(entry)
+                if entry.target.epoch == epoch && entry.is_excluded(Exclusion::Unreachable) =>
+            {
+                entry.probe = None;
+                entry.instance.addr.clone()
+            }
             _ => return,
         };
-        let target = set.target(key, &instance, channel);
-        self.attach(&target);
-        let entry = set.entries.get_mut(key).expect("checked above");
-        entry.target = target;
-        entry.probe = None;
-        info!(service = %self.service, endpoint = %key, addr = %instance.addr, reason = "connected again", "endpoint back");
+        if let Some(target) = set.reconnect(key, channel) {
+            self.attach(&target);
+        }
+        set.include(key, Exclusion::Unreachable);
+        info!(service = %self.service, endpoint = %key, addr = %addr, reason = "connected again", "endpoint back");
         self.changed(&mut set);
     }
 
-    /// Removes `key`, or, if that would leave no ready endpoint, waits for
-    /// the removal grace first (see the module docs).
-    fn remove(self: &Arc<Self>, key: String) {
-        let grace = self.options.removal_grace;
-        {
-            let set = self.lock();
-            let last = set.ready.len() == 1 && set.ready[0].key == key;
-            if !last || grace.is_zero() {
-                drop(set);
-                self.remove_now(&key);
-                return;
-            }
-        }
-        info!(
-            service = %self.service,
-            endpoint = %key,
-            reason = %format_args!("removed, but it is the last ready endpoint: kept for {grace:?} in case one comes"),
-            "endpoint removal deferred"
-        );
-        let shared = Arc::downgrade(self);
-        let timer_key = key.clone();
-        let timer = self.runtime.spawn(async move {
-            tokio::time::sleep(grace).await;
-            if let Some(shared) = shared.upgrade() {
-                if shared.pending_removals().remove(&timer_key).is_some() {
-                    shared.remove_now(&timer_key);
-                }
-            }
-        });
-        if let Some(old) = self.pending_removals().insert(key, timer.abort_handle()) {
-            old.abort();
-        }
-    }
-
-    fn remove_now(&self, key: &str) {
-        let mut set = self.lock();
-        if set.remove(key) {
-            info!(service = %self.service, endpoint = %key, reason = "removed from the change stream", "endpoint removed");
-            self.changed(&mut set);
-        }
-    }
-
-    /// Starts the health checks of a new target, if they are on.
+    /// Starts the health checks of a new target, if they are on (its
+    /// channel is then made at once: the checks need a connection).
     fn attach(self: &Arc<Self>, target: &Arc<Target>) {
         if let Some(service) = &self.options.health_check {
             let task = health_wiring::spawn(self, target, service.clone());
@@ -432,6 +427,13 @@ impl Shared {
             set.remove(&key);
         }
         self.changed(&mut set);
+    }
+}
+
+/// The key a change is about.
+fn change_key(change: &Change<String, Instance>) -> &str {
+    match change {
+        Change::Insert(key, _) | Change::Remove(key) => key,
     }
 }
 

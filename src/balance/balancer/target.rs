@@ -1,8 +1,12 @@
 //! [`Target`]: what one request uses of an endpoint.
+//!
+//! An endpoint that has never been picked costs only its data: its channel
+//! (and the buffer task tonic spawns for it) is made on the first pick.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tonic::transport::Channel;
+use tokio::runtime::Handle;
+use tonic::transport::{Channel, Endpoint};
 
 use super::health::Health;
 use super::load::PeakEwma;
@@ -18,7 +22,13 @@ const IDLE_CLONES: usize = 8;
 pub(super) struct Target {
     pub(super) key: String,
     pub(super) addr: String,
-    pub(super) channel: Channel,
+    /// What the channel connects to, and what a probe reconnects to.
+    pub(super) endpoint: Endpoint,
+    /// Made by the first [`channel`](Self::channel) (a probe's connected
+    /// channel is there from the start).
+    channel: OnceLock<Channel>,
+    /// Where the lazily made channel spawns its task.
+    runtime: Handle,
     pub(super) load: Arc<PeakEwma>,
     pub(super) epoch: u64,
     /// Its counters, outlier detection and health-service state.
@@ -30,22 +40,47 @@ pub(super) struct Target {
 }
 
 impl Target {
+    /// A target whose channel is made on its first use, on `runtime`.
     pub(super) fn new(
         key: String,
         addr: String,
-        channel: Channel,
+        endpoint: Endpoint,
+        runtime: Handle,
         load: PeakEwma,
         epoch: u64,
     ) -> Self {
         Self {
             key,
             addr,
-            channel,
+            endpoint,
+            channel: OnceLock::new(),
+            runtime,
             load: Arc::new(load),
             epoch,
             health: Health::default(),
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A target over a channel that is already there (a probe's).
+    pub(super) fn with_channel(self, channel: Channel) -> Self {
+        let _ = self.channel.set(channel);
+        self
+    }
+
+    /// The endpoint's channel, made (lazily connecting, as
+    /// [`Endpoint::connect_lazy`]) on the first call.
+    pub(super) fn channel(&self) -> &Channel {
+        self.channel.get_or_init(|| {
+            let _runtime = self.runtime.enter();
+            self.endpoint.connect_lazy()
+        })
+    }
+
+    /// Whether the channel has been made: false for an endpoint never used.
+    #[cfg(test)]
+    pub(super) fn has_channel(&self) -> bool {
+        self.channel.get().is_some()
     }
 
     /// A clone of the channel for one request: a used one when there is one.
@@ -55,7 +90,7 @@ impl Target {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        idle.unwrap_or_else(|| self.channel.clone())
+        idle.unwrap_or_else(|| self.channel().clone())
     }
 
     /// Gives back a clone from [`borrow_channel`](Self::borrow_channel) once

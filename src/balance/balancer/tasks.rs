@@ -1,5 +1,6 @@
 //! The tasks of a balancer: the driver, which applies the changes of its
-//! stream as they come, and the probes, which reconnect to ejected endpoints.
+//! stream as they come, in batches of all that is queued, and the probes,
+//! which reconnect to ejected endpoints.
 
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -24,17 +25,33 @@ const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 /// The stream a balancer is fed by: a discovery's, or any other.
 pub(super) type Changes = Pin<Box<dyn Stream<Item = Change<String, Instance>> + Send>>;
 
-/// Applies the changes `changes` has ready now, without waiting, so that a
-/// balancer knows the instances of a discovery's initial Get (or of a static
-/// list) as soon as it exists.
+/// Applies the changes `changes` has ready now, without waiting, as one
+/// batch, so that a balancer knows the instances of a discovery's initial Get
+/// (or of a static list) as soon as it exists.
 pub(super) fn apply_ready(shared: &Arc<Shared>, changes: &mut Changes) {
-    while let Some(Some(change)) = changes.next().now_or_never() {
-        shared.apply(change);
+    let mut batch = Vec::new();
+    drain(changes, &mut batch);
+    if !batch.is_empty() {
+        shared.apply_batch(batch);
     }
 }
 
-/// The driver: applies each change as soon as it arrives, whether or not
-/// requests flow, until `stop` fires (every balancer clone is gone).
+/// Moves every change `changes` has ready now into `batch`; whether the
+/// stream ended.
+fn drain(changes: &mut Changes, batch: &mut Vec<Change<String, Instance>>) -> bool {
+    loop {
+        match changes.next().now_or_never() {
+            Some(Some(change)) => batch.push(change),
+            Some(None) => return true,
+            None => return false,
+        }
+    }
+}
+
+/// The driver: applies the changes as soon as they arrive, whether or not
+/// requests flow, until `stop` fires (every balancer clone is gone). Each
+/// wake-up applies everything queued by then as one batch: a burst of k
+/// changes costs O(k log n), not k rebuilds.
 ///
 /// A stream that ends leaves the set as it is: the balancer goes on with the
 /// last set of endpoints (and goes on ejecting and probing them).
@@ -49,7 +66,15 @@ pub(super) async fn drive(
             biased;
             _ = &mut stop => break,
             change = changes.next(), if open => match change {
-                Some(change) => shared.apply(change),
+                Some(change) => {
+                    let mut batch = vec![change];
+                    let ended = drain(&mut changes, &mut batch);
+                    shared.apply_batch(batch);
+                    if ended {
+                        info!("the change stream ended; keeping the last set of endpoints");
+                        open = false;
+                    }
+                }
                 None => {
                     // A static list, or a discovery whose task died.
                     info!("the change stream ended; keeping the last set of endpoints");

@@ -7,3 +7,4 @@ mod frozen;
 mod health_checks;
 mod outliers;
 mod policies;
+mod scale;

@@ -110,6 +110,27 @@ async fn failures_count_unavailable_and_an_unreachable_instance_an_ejection() {
         ),
         Some(1.0)
     );
+    // The dead one is being probed (connecting); the failing one was ejected
+    // by outlier detection after 5 failures in a row (and served anyway, in
+    // panic mode, as nothing else is ready).
+    assert_eq!(
+        samples.value(
+            "tonic_etcd_balancer_ejections_total",
+            &[
+                ("service", &service),
+                ("endpoint", &failing),
+                ("reason", "consecutive_failures")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        samples.value(
+            "tonic_etcd_balancer_endpoints",
+            &[("service", &service), ("state", "connecting")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         samples.value(
             "tonic_etcd_balancer_endpoints",

@@ -56,7 +56,7 @@ async fn weighted_follows_weight_changes_on_the_same_connection() {
     insert(&shared, "a", 1, 5);
     insert(&shared, "b", 2, 1);
     insert(&shared, "c", 3, 1);
-    assert_eq!(picks(&shared, 9), "aabacaaaa");
+    assert_eq!(picks(&shared, 9), "aaabcaaaa");
     let before = shared.lock().entries["a"].target.clone();
     // Only the weight changes: same target, rotation restarted.
     insert(&shared, "a", 1, 1);
@@ -130,4 +130,55 @@ async fn a_restored_endpoint_is_ready_with_a_new_connection() {
     shared.restore("a", a.epoch, channel);
     assert_eq!(ready(&shared), "a");
     assert_ne!(shared.pick(&[]).unwrap().epoch, a.epoch);
+}
+
+#[tokio::test]
+async fn a_batch_that_removes_every_ready_endpoint_keeps_the_last_for_the_grace() {
+    let shared = shared(Policy::RoundRobin);
+    shared.apply_batch(vec![
+        Change::Insert("a".into(), instance(1, 1)),
+        Change::Insert("b".into(), instance(2, 1)),
+        Change::Insert("c".into(), instance(3, 1)),
+    ]);
+    shared.apply_batch(vec![
+        Change::Remove("a".into()),
+        Change::Remove("b".into()),
+        Change::Remove("c".into()),
+    ]);
+    assert_eq!(ready(&shared), "c", "the last ready one waits");
+    // Another instance comes: the wait ends with it.
+    shared.apply_batch(vec![Change::Insert("d".into(), instance(4, 1))]);
+    assert_eq!(ready(&shared), "d");
+    // A batch that leaves one ready removes at once.
+    shared.apply_batch(vec![Change::Insert("e".into(), instance(5, 1))]);
+    shared.apply_batch(vec![Change::Remove("d".into())]);
+    assert_eq!(ready(&shared), "e");
+}
+
+#[tokio::test]
+async fn a_deferred_removal_takes_effect_after_the_grace_unless_the_key_comes_back() {
+    let options = Options {
+        removal_grace: Duration::from_millis(50),
+        ..Options::default()
+    };
+    let shared = Arc::new(Shared::with_options(
+        "svc".into(),
+        Policy::RoundRobin,
+        Arc::new(default_endpoint),
+        Duration::ZERO,
+        options,
+    ));
+    insert(&shared, "a", 1, 1);
+    shared.apply(Change::Remove("a".into()));
+    assert_eq!(ready(&shared), "a");
+    // The key itself comes back: it stays, and no timer removes it.
+    insert(&shared, "a", 1, 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(ready(&shared), "a");
+    shared.apply(Change::Remove("a".into()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while shared.counts().0 != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -1,0 +1,76 @@
+//! [`PickBench`]: a hook for the crate's benchmarks, not part of its API: a
+//! balancer's endpoint set and pickers, fed directly, with no etcd and no
+//! connection, so that `benches/balancer` can time a pick alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::discover::Change;
+
+use super::policy::Policy;
+use super::shared::Shared;
+use crate::endpoint::default_endpoint;
+use crate::instance::Instance;
+
+/// The endpoint set and pickers of a balancer without its driver, for the
+/// benchmarks (hidden: no stability promised).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tonic_etcd::balance::PickBench;
+/// use tonic_etcd::{Change, Instance, Policy};
+///
+/// let bench = PickBench::new(Policy::Weighted);
+/// let instance = Instance::new("svc", "127.0.0.1:1").unwrap();
+/// bench.apply(vec![Change::Insert("a".into(), instance)]);
+/// assert_eq!(bench.pick().as_deref(), Some("a"));
+/// # }
+/// ```
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct PickBench {
+    shared: Arc<Shared>,
+}
+
+impl PickBench {
+    /// An empty set with `policy` and the default endpoint template. Must be
+    /// called inside a tokio runtime.
+    pub fn new(policy: Policy) -> Self {
+        let shared = Shared::new(
+            String::new(),
+            policy,
+            Arc::new(default_endpoint),
+            Duration::ZERO,
+        );
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Applies `changes` as the driver applies one batch.
+    pub fn apply(&self, changes: Vec<Change<String, Instance>>) {
+        self.shared.apply_batch(changes);
+    }
+
+    /// One pick by the policy: the key picked.
+    pub fn pick(&self) -> Option<String> {
+        self.shared.pick(&[]).map(|target| target.key.clone())
+    }
+
+    /// One pick by the policy, returning only whether there was one (no key
+    /// copied).
+    pub fn pick_any(&self) -> bool {
+        self.shared.pick(&[]).is_some()
+    }
+
+    /// How many endpoints are known.
+    pub fn len(&self) -> usize {
+        self.shared.counts().0
+    }
+
+    /// Whether none is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
