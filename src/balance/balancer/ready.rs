@@ -5,13 +5,16 @@
 //! Every ready endpoint has a slot (a small number, fixed for its life in
 //! the set) and a place in a dense list (for p2c's random draws, and counts);
 //! round robin adds a [`Rotation`] in key order, weighted round robin a
-//! [`Schedule`]. p2c's draws are in `picker`.
+//! [`Schedule`]. p2c's draws are in `picker`; the dense list points straight
+//! at each endpoint's load, so that a draw reads one entry and one load (no
+//! lock: see `load`), and only the winner's target is looked up.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 
+use super::load::{Nanos, PeakEwma};
 use super::picker::p2c;
 use super::policy::Policy;
 use super::rotation::Rotation;
@@ -32,6 +35,14 @@ struct Node {
     dense: u32,
 }
 
+/// One ready endpoint in the dense list.
+#[derive(Debug)]
+struct Dense {
+    slot: u32,
+    /// The target's load, one pointer away for p2c's draws.
+    load: Arc<PeakEwma>,
+}
+
 #[derive(Debug)]
 enum Order {
     Rotation(Rotation),
@@ -44,7 +55,7 @@ enum Order {
 pub(super) struct Ready {
     nodes: Vec<Option<Node>>,
     /// The ready slots, in no order.
-    dense: Vec<u32>,
+    dense: Vec<Dense>,
     order: Order,
 }
 
@@ -74,6 +85,7 @@ impl Ready {
             self.nodes.resize_with(index + 1, || None);
         }
         if let Some(node) = &mut self.nodes[index] {
+            self.dense[node.dense as usize].load = target.load.clone();
             node.target = target;
             self.set_weight(slot, weight);
             return;
@@ -83,11 +95,14 @@ impl Ready {
             Order::Schedule(schedule) => schedule.insert(slot, weight),
             Order::Random => {}
         }
+        self.dense.push(Dense {
+            slot,
+            load: target.load.clone(),
+        });
         self.nodes[index] = Some(Node {
             target,
-            dense: self.dense.len() as u32,
+            dense: self.dense.len() as u32 - 1,
         });
-        self.dense.push(slot);
     }
 
     /// Takes `slot` out of the picks; whether it was in.
@@ -106,8 +121,8 @@ impl Ready {
         }
         let index = node.dense as usize;
         self.dense.swap_remove(index);
-        if let Some(&moved) = self.dense.get(index) {
-            if let Some(moved) = &mut self.nodes[moved as usize] {
+        if let Some(moved) = self.dense.get(index) {
+            if let Some(moved) = &mut self.nodes[moved.slot as usize] {
                 moved.dense = index as u32;
             }
         }
@@ -136,15 +151,15 @@ impl Ready {
             Order::Rotation(rotation) => rotation.pick(skip)?,
             Order::Schedule(schedule) => schedule.pick(skip)?,
             Order::Random => {
-                let now = Instant::now();
-                let cost = |slot: u32| target(slot).load.cost(now);
+                let now = Nanos::now();
+                let dense = &self.dense;
                 let mut rng = rand::rng();
-                if tried.is_empty() {
-                    let index = p2c(self.dense.len(), |i| cost(self.dense[i]), &mut rng)?;
-                    self.dense[index]
+                let index = if tried.is_empty() {
+                    p2c(dense.len(), |i| dense[i].load.cost(now), &mut rng)?
                 } else {
-                    p2c_untried(&self.dense, skip, cost, &mut rng)?
-                }
+                    p2c_untried(dense, skip, now, &mut rng)?
+                };
+                dense[index].slot
             }
         };
         Some(target(slot).clone())
@@ -160,17 +175,7 @@ impl Ready {
         }
         let samples = n.min(RTT_SAMPLES);
         let step = n / samples;
-        let sum: Duration = (0..samples)
-            .map(|i| {
-                let slot = self.dense[i * step];
-                self.nodes[slot as usize]
-                    .as_ref()
-                    .expect("a dense slot is ready")
-                    .target
-                    .load
-                    .rtt()
-            })
-            .sum();
+        let sum: Duration = (0..samples).map(|i| self.dense[i * step].load.rtt()).sum();
         Some(sum / samples as u32)
     }
 
@@ -180,29 +185,31 @@ impl Ready {
     }
 }
 
-/// p2c among the slots of `dense` that `skip` does not refuse: a few random
-/// draws, as a retry has tried only a few; the whole list if they all miss.
+/// p2c among the entries of `dense` whose slots `skip` does not refuse: a
+/// few random draws, as a retry has tried only a few; the whole list if they
+/// all miss. The index of the one chosen.
 fn p2c_untried(
-    dense: &[u32],
+    dense: &[Dense],
     skip: impl Fn(u32) -> bool,
-    cost: impl Fn(u32) -> f64,
+    now: Nanos,
     rng: &mut impl Rng,
-) -> Option<u32> {
+) -> Option<usize> {
     let n = dense.len();
     if n == 0 {
         return None;
     }
-    let mut draw = |other: Option<u32>| {
+    let cost = |i: usize| dense[i].load.cost(now);
+    let mut draw = |other: Option<usize>| {
         (0..DRAWS)
-            .map(|_| dense[rng.random_range(0..n)])
-            .find(|&slot| !skip(slot) && Some(slot) != other)
+            .map(|_| rng.random_range(0..n))
+            .find(|&i| !skip(dense[i].slot) && Some(i) != other)
     };
     if let Some(a) = draw(None) {
         if let Some(b) = draw(Some(a)) {
             return Some(if cost(b) < cost(a) { b } else { a });
         }
     }
-    let untried: Vec<u32> = dense.iter().copied().filter(|&slot| !skip(slot)).collect();
+    let untried: Vec<usize> = (0..n).filter(|&i| !skip(dense[i].slot)).collect();
     let index = p2c(untried.len(), |i| cost(untried[i]), rng)?;
     Some(untried[index])
 }

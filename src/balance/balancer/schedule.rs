@@ -1,98 +1,113 @@
-//! [`Schedule`]: weighted round robin as earliest deadline first, over slot
+//! [`Schedule`]: weighted round robin, exact over a round, over slot
 //! numbers, so that it is tested alone.
 //!
-//! Each candidate of weight `w` is due at the virtual times
-//! `(2m - 1) / 2w` for `m = 1, 2, …`: `w` times in every unit of virtual time,
-//! half a period off the unit's ends so that heavy and light candidates
-//! interleave. A pick takes the candidate due first (the lowest slot on a
-//! tie), moves the virtual clock to its deadline, and makes it due one period
-//! later. Over each unit of virtual time, a *round* of `sum(weights)` picks,
-//! every candidate is picked exactly `w` times: weights 1, 2, 3 over 600
-//! picks give exactly 100, 200 and 300.
+//! The slots are grouped by weight into *classes*: the `k` slots of weight
+//! `w` share one class of weight `k·w`. Earliest deadline first chooses the
+//! class ([`Edf`]); inside it, the members take turns in a ring. A pick
+//! costs O(log C) for C distinct weights (a handful in practice, at most
+//! n), plus O(1) in the ring, whatever the number of slots; an insertion, a
+//! removal and a weight change cost O(log C) plus one hash lookup.
 //!
-//! The candidates sit in a binary heap indexed by slot, so a pick, an
-//! insertion, a removal and a weight change each cost O(log n), whatever the
-//! weights. A candidate that joins (or comes back, or changes weight) is due
-//! at its next deadline on its own grid after the clock: every round that
-//! starts after the change is exact again; the clock moves to the end of a
-//! round once the round's picks are all made, so that a change between two
-//! rounds leaves the next one exact. Deadlines are exact fractions
-//! (`num / 2w`, compared by cross-multiplying in 128 bits), so no rounding
-//! ever drifts a round. The same structure takes weights that change often
-//! (a slow start ramping one endpoint up) at O(log n) per change.
+//! Exactness: over each unit of virtual time, a *round* of `sum(weights)`
+//! picks, EDF gives each class exactly its weight `k·w` in picks (see
+//! [`Edf`]), and `k·w` consecutive turns of a ring of `k` give each member
+//! exactly `w`, wherever the ring started. So weights 1, 2, 3 over 600 picks
+//! give exactly 100, 200 and 300, and every round that starts after a change
+//! (a slot joining, leaving, or changing weight) is exact again.
 
-/// A slot with no place in the heap.
+use std::collections::HashMap;
+
+/// A slot (or class) with no place.
 const ABSENT: u32 = u32::MAX;
 
-/// One candidate in the heap: due at `num / (2 * weight)`.
-#[derive(Debug, Clone, Copy)]
-struct Due {
-    num: u64,
-    weight: u32,
-    slot: u32,
-}
-
-impl Due {
-    /// Whether `self` is due strictly before `other` (ties: the lower slot).
-    fn before(&self, other: &Due) -> bool {
-        let a = u128::from(self.num) * u128::from(other.weight);
-        let b = u128::from(other.num) * u128::from(self.weight);
-        a < b || (a == b && self.slot < other.slot)
-    }
-}
-
-/// Earliest-deadline-first weighted round robin; see the module docs.
+/// Weighted round robin by weight classes; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
-    heap: Vec<Due>,
-    /// Slot → index in `heap`, or [`ABSENT`].
-    place: Vec<u32>,
-    /// The virtual clock, `num / (2 * weight)`: the deadline of the last pick.
-    now: (u64, u32),
+    edf: Edf,
+    /// Class number → its members; emptied classes are reused.
+    classes: Vec<Class>,
+    /// Weight → its class, for the weights some slot has.
+    by_weight: HashMap<u32, u32>,
+    free: Vec<u32>,
+    /// Slot → its class and place in the class's ring.
+    members: Vec<Member>,
+    len: usize,
 }
+
+#[derive(Debug, Default)]
+struct Class {
+    weight: u32,
+    ring: Vec<u32>,
+    /// The place in `ring` of the next turn.
+    next: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    class: u32,
+    place: u32,
+}
+
+const NOT_MEMBER: Member = Member {
+    class: ABSENT,
+    place: ABSENT,
+};
 
 impl Schedule {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     pub(crate) fn contains(&self, slot: u32) -> bool {
-        self.place.get(slot as usize).is_some_and(|&p| p != ABSENT)
+        self.members
+            .get(slot as usize)
+            .is_some_and(|member| member.class != ABSENT)
     }
 
     /// The weight `slot` is scheduled with, if it is scheduled.
     pub(crate) fn weight(&self, slot: u32) -> Option<u32> {
-        self.contains(slot)
-            .then(|| self.heap[self.place[slot as usize] as usize].weight)
+        let member = self.members.get(slot as usize)?;
+        (member.class != ABSENT).then(|| self.classes[member.class as usize].weight)
     }
 
-    /// Schedules `slot` with `weight` (0 counts as 1), due at its first
-    /// deadline after the clock. Replaces its weight if it is there already.
+    /// Schedules `slot` with `weight` (0 counts as 1) from the next turn of
+    /// its class. Replaces its weight if it is there already.
     pub(crate) fn insert(&mut self, slot: u32, weight: u32) {
         self.remove(slot);
         let weight = weight.max(1);
-        // The least m with (2m - 1) / 2w > p / 2q, the clock being p / 2q:
-        // m = floor((w p + q) / 2q) + 1.
-        let (p, q) = (u128::from(self.now.0), u128::from(self.now.1.max(1)));
-        let m = (u128::from(weight) * p + q) / (2 * q) + 1;
-        let num = u64::try_from(2 * m - 1).unwrap_or(u64::MAX);
-        if self.place.len() <= slot as usize {
-            self.place.resize(slot as usize + 1, ABSENT);
+        let class = match self.by_weight.get(&weight) {
+            Some(&class) => class,
+            None => {
+                let class = self.free.pop().unwrap_or_else(|| {
+                    self.classes.push(Class::default());
+                    self.classes.len() as u32 - 1
+                });
+                self.classes[class as usize].weight = weight;
+                self.by_weight.insert(weight, class);
+                class
+            }
+        };
+        if self.members.len() <= slot as usize {
+            self.members.resize(slot as usize + 1, NOT_MEMBER);
         }
-        let index = self.heap.len();
-        self.heap.push(Due { num, weight, slot });
-        self.place[slot as usize] = index as u32;
-        self.sift_up(index);
+        let ring = &mut self.classes[class as usize].ring;
+        self.members[slot as usize] = Member {
+            class,
+            place: ring.len() as u32,
+        };
+        ring.push(slot);
+        self.len += 1;
+        self.edf.insert(class, class_weight(ring.len(), weight));
     }
 
     /// Changes the weight of a scheduled `slot`, from the clock on; whether it
     /// was scheduled.
     pub(crate) fn set_weight(&mut self, slot: u32, weight: u32) -> bool {
-        if !self.contains(slot) {
+        let Some(old) = self.weight(slot) else {
             return false;
-        }
-        if self.weight(slot) != Some(weight.max(1)) {
+        };
+        if old != weight.max(1) {
             self.insert(slot, weight);
         }
         true
@@ -103,42 +118,184 @@ impl Schedule {
         if !self.contains(slot) {
             return false;
         }
-        let index = self.place[slot as usize] as usize;
-        self.place[slot as usize] = ABSENT;
-        let last = self.heap.pop().expect("a scheduled slot is in the heap");
+        let Member { class, place } =
+            std::mem::replace(&mut self.members[slot as usize], NOT_MEMBER);
+        let entry = &mut self.classes[class as usize];
+        let place = place as usize;
+        entry.ring.swap_remove(place);
+        if let Some(&moved) = entry.ring.get(place) {
+            self.members[moved as usize].place = place as u32;
+        }
+        if entry.next >= entry.ring.len() {
+            entry.next = 0;
+        }
+        self.len -= 1;
+        if entry.ring.is_empty() {
+            self.by_weight.remove(&entry.weight);
+            self.free.push(class);
+            self.edf.remove(class);
+        } else {
+            self.edf
+                .insert(class, class_weight(entry.ring.len(), entry.weight));
+        }
+        true
+    }
+
+    /// The next slot by weight among those `skip` does not refuse. A refused
+    /// slot keeps its turn: it is the next of its class that `skip` accepts.
+    /// `skip` is asked about a slot of each class due, in deadline order,
+    /// until one accepts: a few refusals cost a few steps.
+    pub(crate) fn pick(&mut self, skip: impl Fn(u32) -> bool) -> Option<u32> {
+        let (classes, members) = (&mut self.classes, &mut self.members);
+        self.edf
+            .pick(|class| classes[class as usize].turn(&skip, members))
+    }
+}
+
+impl Class {
+    /// The member whose turn it is, or the first after it that `skip`
+    /// accepts, which then swaps places with it so that the refused one
+    /// keeps its turn.
+    fn turn(&mut self, skip: impl Fn(u32) -> bool, members: &mut [Member]) -> Option<u32> {
+        let n = self.ring.len();
+        let mut place = self.next;
+        for _ in 0..n {
+            let slot = self.ring[place];
+            if !skip(slot) {
+                if place != self.next {
+                    self.ring.swap(place, self.next);
+                    members[self.ring[place] as usize].place = place as u32;
+                    members[slot as usize].place = self.next as u32;
+                }
+                self.next = if self.next + 1 == n { 0 } else { self.next + 1 };
+                return Some(slot);
+            }
+            place = if place + 1 == n { 0 } else { place + 1 };
+        }
+        None
+    }
+}
+
+/// The weight of a class of `members` slots of weight `weight`: at most
+/// 2^32 · 2^32, so it fits in a u64.
+fn class_weight(members: usize, weight: u32) -> u64 {
+    members as u64 * u64::from(weight)
+}
+
+/// One candidate in the heap: due at `num / (2 * weight)`.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    num: u64,
+    weight: u64,
+    id: u32,
+}
+
+impl Due {
+    /// Whether `self` is due strictly before `other` (ties: the lower id).
+    fn before(&self, other: &Due) -> bool {
+        let a = u128::from(self.num) * u128::from(other.weight);
+        let b = u128::from(other.num) * u128::from(self.weight);
+        a < b || (a == b && self.id < other.id)
+    }
+}
+
+/// Earliest-deadline-first weighted round robin over ids (the schedule's
+/// classes).
+///
+/// Each candidate of weight `w` is due at the virtual times
+/// `(2m - 1) / 2w` for `m = 1, 2, …`: `w` times in every unit of virtual
+/// time, half a period off the unit's ends so that heavy and light candidates
+/// interleave. A pick takes the candidate due first (the lowest id on a
+/// tie), moves the virtual clock to its deadline, and makes it due one period
+/// later. Over each unit of virtual time, every candidate is picked exactly
+/// `w` times.
+///
+/// The candidates sit in a binary heap indexed by id, so a pick, an
+/// insertion, a removal and a weight change each cost O(log n). A candidate
+/// that joins (or changes weight) is due at its next deadline on its own grid
+/// after the clock: every round that starts after the change is exact again;
+/// the clock moves to the end of a round once the round's picks are all
+/// made, so that a change between two rounds leaves the next one exact.
+/// Deadlines are exact fractions (`num / 2w`, compared by cross-multiplying
+/// in 128 bits), so no rounding ever drifts a round.
+#[derive(Debug, Default)]
+struct Edf {
+    heap: Vec<Due>,
+    /// Id → index in `heap`, or [`ABSENT`].
+    place: Vec<u32>,
+    /// The virtual clock, `num / (2 * weight)`: the deadline of the last pick.
+    now: (u64, u64),
+}
+
+impl Edf {
+    fn contains(&self, id: u32) -> bool {
+        self.place.get(id as usize).is_some_and(|&p| p != ABSENT)
+    }
+
+    /// Schedules `id` with `weight` (at least 1), due at its first deadline
+    /// after the clock; if it is there with another weight, it is
+    /// rescheduled so.
+    fn insert(&mut self, id: u32, weight: u64) {
+        if self.contains(id) {
+            if self.heap[self.place[id as usize] as usize].weight == weight {
+                return;
+            }
+            self.remove(id);
+        }
+        // The least m with (2m - 1) / 2w > p / 2q, the clock being p / 2q:
+        // m = floor((w p + q) / 2q) + 1.
+        let (p, q) = (u128::from(self.now.0), u128::from(self.now.1.max(1)));
+        let m = (u128::from(weight) * p + q) / (2 * q) + 1;
+        let num = u64::try_from(2 * m - 1).unwrap_or(u64::MAX);
+        if self.place.len() <= id as usize {
+            self.place.resize(id as usize + 1, ABSENT);
+        }
+        let index = self.heap.len();
+        self.heap.push(Due { num, weight, id });
+        self.place[id as usize] = index as u32;
+        self.sift_up(index);
+    }
+
+    /// Takes `id` out; whether it was there.
+    fn remove(&mut self, id: u32) -> bool {
+        if !self.contains(id) {
+            return false;
+        }
+        let index = self.place[id as usize] as usize;
+        self.place[id as usize] = ABSENT;
+        let last = self.heap.pop().expect("a scheduled id is in the heap");
         if index < self.heap.len() {
             self.heap[index] = last;
-            self.place[last.slot as usize] = index as u32;
+            self.place[last.id as usize] = index as u32;
             self.sift_up(index);
             self.sift_down(index);
         }
         true
     }
 
-    /// The slot due first among those `skip` does not refuse; it becomes due
-    /// one period later. The refused ones keep their deadlines. `skip` is
-    /// asked about the slots in deadline order until one is accepted, so a
-    /// few refusals cost a few heap operations.
-    pub(crate) fn pick(&mut self, skip: impl Fn(u32) -> bool) -> Option<u32> {
+    /// Offers the ids to `take` in deadline order until it takes one (returns
+    /// `Some`); that one becomes due one period later, the refused ones keep
+    /// their deadlines.
+    fn pick<T>(&mut self, mut take: impl FnMut(u32) -> Option<T>) -> Option<T> {
         let mut refused = Vec::new();
         let picked = loop {
             let Some(&first) = self.heap.first() else {
                 break None;
             };
-            if skip(first.slot) {
-                self.remove(first.slot);
+            let Some(taken) = take(first.id) else {
+                self.remove(first.id);
                 refused.push(first);
                 continue;
-            }
+            };
             self.now = (first.num, first.weight);
             self.heap[0].num = first.num.saturating_add(2);
             self.sift_down(0);
-            break Some(first.slot);
+            break Some(taken);
         };
         for due in refused {
             let index = self.heap.len();
             self.heap.push(due);
-            self.place[due.slot as usize] = index as u32;
+            self.place[due.id as usize] = index as u32;
             self.sift_up(index);
         }
         self.end_round();
@@ -160,8 +317,8 @@ impl Schedule {
 
     fn swap(&mut self, a: usize, b: usize) {
         self.heap.swap(a, b);
-        self.place[self.heap[a].slot as usize] = a as u32;
-        self.place[self.heap[b].slot as usize] = b as u32;
+        self.place[self.heap[a].id as usize] = a as u32;
+        self.place[self.heap[b].id as usize] = b as u32;
     }
 
     fn sift_up(&mut self, mut index: usize) {
@@ -197,142 +354,4 @@ impl Schedule {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn schedule(weights: &[u32]) -> Schedule {
-        let mut schedule = Schedule::default();
-        for (slot, &weight) in weights.iter().enumerate() {
-            schedule.insert(slot as u32, weight);
-        }
-        schedule
-    }
-
-    fn sequence(schedule: &mut Schedule, picks: usize) -> String {
-        (0..picks)
-            .map(|_| char::from(b'a' + schedule.pick(|_| false).unwrap() as u8))
-            .collect()
-    }
-
-    fn counts(schedule: &mut Schedule, slots: usize, picks: usize) -> Vec<usize> {
-        let mut counts = vec![0; slots];
-        for _ in 0..picks {
-            counts[schedule.pick(|_| false).unwrap() as usize] += 1;
-        }
-        counts
-    }
-
-    /// Picks until the clock is at the end of a round.
-    fn finish_round(schedule: &mut Schedule) {
-        schedule.pick(|_| false).unwrap();
-        while !schedule.now.0.is_multiple_of(2 * u64::from(schedule.now.1)) {
-            schedule.pick(|_| false).unwrap();
-        }
-    }
-
-    #[test]
-    fn picks_spread_within_a_round() {
-        assert_eq!(sequence(&mut schedule(&[5, 1, 1]), 14), "aaabcaaaaabcaa");
-        assert_eq!(sequence(&mut schedule(&[1, 1, 1]), 6), "abcabc");
-        assert_eq!(sequence(&mut schedule(&[1, 2, 3]), 6), "cbacbc");
-        assert_eq!(sequence(&mut schedule(&[7]), 3), "aaa");
-        assert_eq!(Schedule::default().pick(|_| false), None);
-    }
-
-    #[test]
-    fn is_exact_over_whole_rounds() {
-        assert_eq!(counts(&mut schedule(&[1, 2, 3]), 3, 600), [100, 200, 300]);
-        assert_eq!(counts(&mut schedule(&[5, 1, 1]), 3, 7 * 13), [65, 13, 13]);
-        // Large and coprime weights: one round of 1000 + 999 + 1.
-        assert_eq!(
-            counts(&mut schedule(&[1000, 999, 1]), 3, 2000),
-            [1000, 999, 1]
-        );
-        // Weight 0 counts as 1.
-        assert_eq!(counts(&mut schedule(&[0, 1]), 2, 10), [5, 5]);
-    }
-
-    #[test]
-    fn every_round_is_exact_after_incremental_changes() {
-        let mut s = schedule(&[1, 2, 3]);
-        // Mid-round: a joins with weight 4, b leaves, c becomes 1.
-        sequence(&mut s, 4);
-        s.insert(3, 4);
-        assert!(s.remove(1));
-        assert!(s.set_weight(2, 1));
-        finish_round(&mut s);
-        // Rounds of 1 + 1 + 4 from now on.
-        assert_eq!(counts(&mut s, 4, 6 * 50), [50, 0, 50, 200]);
-        // b comes back at the end of a round: that round is exact at once.
-        s.insert(1, 2);
-        assert_eq!(counts(&mut s, 4, 8 * 10), [10, 20, 10, 40]);
-        assert!(!s.remove(9) && !s.set_weight(9, 3));
-        assert_eq!(s.len(), 4);
-        assert_eq!(s.weight(3), Some(4));
-    }
-
-    #[test]
-    fn many_random_changes_keep_the_heap_exact() {
-        use rand::rngs::StdRng;
-        use rand::{Rng, SeedableRng};
-        let mut rng = StdRng::seed_from_u64(5);
-        let mut s = Schedule::default();
-        let mut weights = vec![0u32; 64];
-        for _ in 0..5_000 {
-            let slot = rng.random_range(0..64u32);
-            match rng.random_range(0..4) {
-                0 => {
-                    s.remove(slot);
-                    weights[slot as usize] = 0;
-                }
-                1 | 2 => {
-                    let weight = rng.random_range(1..20);
-                    s.insert(slot, weight);
-                    weights[slot as usize] = weight;
-                }
-                _ => {
-                    s.pick(|_| false);
-                }
-            }
-        }
-        finish_round(&mut s);
-        let total: u32 = weights.iter().sum();
-        let got = counts(&mut s, 64, total as usize * 3);
-        let wanted: Vec<usize> = weights.iter().map(|&w| w as usize * 3).collect();
-        assert_eq!(got, wanted);
-    }
-
-    #[test]
-    fn weight_changes_between_rounds_apply_from_the_next_round() {
-        // As a registry update between two bursts of requests: 1:2:3 for 600,
-        // then 4:2:1 for 700, exact both times.
-        let mut s = schedule(&[1, 2, 3]);
-        assert_eq!(counts(&mut s, 3, 600), [100, 200, 300]);
-        assert!(s.set_weight(0, 4) && s.set_weight(2, 1));
-        assert_eq!(counts(&mut s, 3, 700), [400, 200, 100]);
-    }
-
-    #[test]
-    fn refused_slots_keep_their_deadlines() {
-        let mut s = schedule(&[1, 1, 1]);
-        assert_eq!(s.pick(|slot| slot == 0), Some(1));
-        assert_eq!(s.pick(|slot| slot != 2), Some(2));
-        assert_eq!(s.pick(|_| true), None);
-        assert_eq!(s.len(), 3);
-        // a was refused twice but is still due first, and due again with the
-        // others after that.
-        assert_eq!(sequence(&mut s, 4), "aabc");
-    }
-
-    #[test]
-    fn excluded_and_included_again() {
-        let mut s = schedule(&[1, 1]);
-        assert_eq!(sequence(&mut s, 2), "ab");
-        assert!(s.remove(0));
-        assert!(!s.contains(0));
-        assert_eq!(sequence(&mut s, 3), "bbb");
-        s.insert(0, 1);
-        assert!(s.contains(0));
-        assert_eq!(counts(&mut s, 2, 10), [5, 5]);
-    }
-}
+mod tests;

@@ -56,18 +56,18 @@ async fn weighted_follows_weight_changes_on_the_same_connection() {
     insert(&shared, "a", 1, 5);
     insert(&shared, "b", 2, 1);
     insert(&shared, "c", 3, 1);
-    assert_eq!(picks(&shared, 9), "aaabcaaaa");
+    assert_eq!(picks(&shared, 9), "abaaacaab");
     let before = shared.lock().entries["a"].target.clone();
-    // Only the weight changes: same target, rotation restarted.
+    // Only the weight changes: same target, now in one ring with b and c.
     insert(&shared, "a", 1, 1);
-    assert_eq!(picks(&shared, 3), "abc");
+    assert_eq!(picks(&shared, 3), "cab");
     assert!(Arc::ptr_eq(&shared.lock().entries["a"].target, &before));
     // A new address is a new endpoint.
     insert(&shared, "a", 9, 1);
     let after = shared.lock().entries["a"].target.clone();
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.addr, "127.0.0.1:9");
-    assert_eq!(picks(&shared, 3), "abc");
+    assert_eq!(picks(&shared, 3), "cab");
 }
 
 #[tokio::test]
