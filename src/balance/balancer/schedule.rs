@@ -218,13 +218,33 @@ impl Due {
 /// made, so that a change between two rounds leaves the next one exact.
 /// Deadlines are exact fractions (`num / 2w`, compared by cross-multiplying
 /// in 128 bits), so no rounding ever drifts a round.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Edf {
     heap: Vec<Due>,
     /// Id → index in `heap`, or [`ABSENT`].
     place: Vec<u32>,
     /// The virtual clock, `num / (2 * weight)`: the deadline of the last pick.
     now: (u64, u64),
+    /// The end of the clock's round: the least whole time after it. Kept
+    /// rather than divided out at every pick (a 128-bit division costs as
+    /// much as the rest of a pick).
+    end: u64,
+}
+
+impl Default for Edf {
+    fn default() -> Self {
+        Self {
+            heap: Vec::new(),
+            place: Vec::new(),
+            now: (0, 1),
+            end: 1,
+        }
+    }
+}
+
+/// Whether `num / 2·weight` is at or after the whole time `time`.
+fn reaches(num: u64, weight: u64, time: u64) -> bool {
+    u128::from(num) >= 2 * u128::from(weight) * u128::from(time)
 }
 
 impl Edf {
@@ -244,7 +264,7 @@ impl Edf {
         }
         // The least m with (2m - 1) / 2w > p / 2q, the clock being p / 2q:
         // m = floor((w p + q) / 2q) + 1.
-        let (p, q) = (u128::from(self.now.0), u128::from(self.now.1.max(1)));
+        let (p, q) = (u128::from(self.now.0), u128::from(self.now.1));
         let m = (u128::from(weight) * p + q) / (2 * q) + 1;
         let num = u64::try_from(2 * m - 1).unwrap_or(u64::MAX);
         if self.place.len() <= id as usize {
@@ -288,6 +308,11 @@ impl Edf {
                 continue;
             };
             self.now = (first.num, first.weight);
+            if reaches(first.num, first.weight, self.end) {
+                // Past the round's end (only after a change): a division.
+                let whole = u128::from(first.num) / (2 * u128::from(first.weight));
+                self.end = u64::try_from(whole + 1).unwrap_or(u64::MAX);
+            }
             self.heap[0].num = first.num.saturating_add(2);
             self.sift_down(0);
             break Some(taken);
@@ -309,9 +334,9 @@ impl Edf {
         let Some(first) = self.heap.first() else {
             return;
         };
-        let end = u128::from(self.now.0) / (2 * u128::from(self.now.1.max(1))) + 1;
-        if u128::from(first.num) >= 2 * u128::from(first.weight) * end {
-            self.now = (u64::try_from(2 * end).unwrap_or(u64::MAX), 1);
+        if reaches(first.num, first.weight, self.end) {
+            self.now = (self.end.saturating_mul(2), 1);
+            self.end = self.end.saturating_add(1);
         }
     }
 

@@ -153,6 +153,12 @@ fn churn(s: &mut Schedule, weights: &mut [u32], rng: &mut StdRng, steps: usize, 
                 s.pick(|_| false);
             }
         }
+        // The kept end of the round is the one the clock implies.
+        let (num, weight) = s.edf.now;
+        assert_eq!(
+            u128::from(s.edf.end),
+            u128::from(num) / (2 * u128::from(weight)) + 1
+        );
     }
 }
 
