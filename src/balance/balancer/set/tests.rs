@@ -224,6 +224,10 @@ async fn an_endpoint_never_picked_has_no_channel_and_no_task() {
     );
     assert_eq!(runtime.metrics().num_alive_tasks(), tasks);
     assert!(set.entries.values().all(|e| !e.target.has_channel()));
+    assert!(set
+        .entries
+        .values()
+        .all(|e| !e.target.health.is_allocated()));
     // The first pick makes one channel, whose buffer task is the only new one.
     let first = set.pick(&[]).unwrap();
     let _channel = first.borrow_channel();
