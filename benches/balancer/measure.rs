@@ -12,6 +12,12 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes asked for less bytes given back, by this thread.
+    static BYTES: Cell<i64> = const { Cell::new(0) };
+}
+
+fn count_bytes(delta: i64) {
+    let _ = BYTES.try_with(|n| n.set(n.get() + delta));
 }
 
 // SAFETY: every call is passed on to `System` unchanged; only a thread-local
@@ -19,19 +25,23 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        count_bytes(layout.size() as i64);
         System.alloc(layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        count_bytes(layout.size() as i64);
         System.alloc_zeroed(layout)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_bytes(-(layout.size() as i64));
         System.dealloc(ptr, layout)
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_bytes(new_size as i64 - layout.size() as i64);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -42,6 +52,12 @@ static ALLOCATOR: Counting = Counting;
 /// Allocations made so far by the calling thread.
 pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// Heap bytes the calling thread holds now: asked for, less given back (a
+/// block freed by another thread counts there).
+pub(crate) fn heap_bytes() -> i64 {
+    BYTES.with(Cell::get)
 }
 
 /// CPU time of the calling thread so far (the client runtime runs every
