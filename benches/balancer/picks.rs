@@ -34,50 +34,67 @@ fn bench(policy: Policy, n: usize) -> PickBench {
     bench
 }
 
-/// Nanoseconds per pick: the median of 7 runs of `picks`.
-fn per_pick(bench: &PickBench, picks: usize) -> f64 {
+/// How many timed runs each size gets.
+const RUNS: usize = 7;
+
+/// Nanoseconds per pick over one run of `picks`, after a tenth as many to
+/// warm up (the other sizes' runs in between evict this one's lines).
+fn run(bench: &PickBench, picks: usize) -> f64 {
+    for _ in 0..picks / 10 {
+        black_box(bench.pick_any());
+    }
+    let t = Instant::now();
     for _ in 0..picks {
         black_box(bench.pick_any());
     }
-    let runs = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..picks {
-                black_box(bench.pick_any());
-            }
-            t.elapsed().as_nanos() as f64 / picks as f64
-        })
-        .collect();
-    median(runs)
+    t.elapsed().as_nanos() as f64 / picks as f64
 }
 
-/// Row 10, one row per policy.
+/// The median and range of `runs`.
+fn summary(mut runs: Vec<f64>) -> (f64, f64, f64) {
+    runs.sort_by(f64::total_cmp);
+    let (lo, hi) = (runs[0], runs[runs.len() - 1]);
+    (median(runs), lo, hi)
+}
+
+/// Row 10, one row per policy. The sizes' runs alternate, so that a change
+/// in the machine's load (it is shared) weighs on every size alike.
 pub(crate) fn pick_cost(sizes: &[usize], picks: usize) -> Vec<Row> {
     Policy::ALL
         .iter()
         .map(|&policy| {
-            let costs: Vec<(usize, f64)> = sizes
+            let benches: Vec<PickBench> = sizes.iter().map(|&n| bench(policy, n)).collect();
+            let mut runs = vec![Vec::with_capacity(RUNS); sizes.len()];
+            for _ in 0..RUNS {
+                for (bench, runs) in benches.iter().zip(&mut runs) {
+                    runs.push(run(bench, picks));
+                }
+            }
+            drop(benches);
+            let costs: Vec<(usize, (f64, f64, f64))> = sizes
                 .iter()
-                .map(|&n| (n, per_pick(&bench(policy, n), picks)))
+                .copied()
+                .zip(runs.into_iter().map(summary))
                 .collect();
-            let (_, small) = costs[0];
-            let (large_n, large) = *costs.last().unwrap();
+            let (_, (small, _, _)) = costs[0];
+            let (large_n, (large, _, _)) = *costs.last().unwrap();
             let ratio = large / small;
             let ours = costs
                 .iter()
-                .map(|(n, ns)| format!("{ns:.0} ns at {n}"))
+                .map(|(n, (ns, lo, hi))| format!("{ns:.0} ns at {n} ({lo:.0}–{hi:.0})"))
                 .collect::<Vec<_>>()
                 .join(", ");
             Row {
                 name: format!("10. pick cost, {policy}"),
-                ours: format!("{ours} ({ratio:.1}× at {large_n})"),
+                ours: format!("{ours}; {ratio:.1}× at {large_n}"),
                 baseline: format!("{small:.0} ns at {}", costs[0].0),
                 goal: format!("< 1 µs at {large_n}, ≤ 10× the cost at {}", costs[0].0),
                 met: Met::from(large < 1000.0 && ratio <= 10.0),
                 reading: format!(
-                    "median of 7 runs of {picks} picks on one thread (a lock, the policy's \
-                     structure, a clone of the target's Arc), after as many to warm up; \
-                     weights 1 to 5; no request is sent"
+                    "median (and range) of {RUNS} runs of {picks} picks on one thread (a lock, \
+                     the policy's structure, a clone of the target's Arc), each after a tenth \
+                     as many to warm up, the sizes' runs alternating; weights 1 to 5; no \
+                     request is sent"
                 ),
             }
         })
