@@ -9,13 +9,14 @@ use tracing::instrument;
 
 use super::changes::InstanceChanges;
 use super::filter::InstanceFilter;
-use super::hub::DiscoveryHub;
-use super::start::{self, Params, Subscription};
+use super::hub::{DiscoveryHub, Watches};
+use super::start::Params;
 use super::subset::{self, Subset};
 use crate::codec::{resolve_namespace, Codec, Native};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
+use crate::etcd::connection_of;
 use crate::instance::{validate_service_name, Instance};
 
 /// Builder of a discovery of one service: the etcd client, the service, and
@@ -59,7 +60,17 @@ pub struct Discovery {
     filter: Option<InstanceFilter>,
     startup_timeout: Duration,
     subset: Option<Subset>,
-    hub: Option<DiscoveryHub>,
+    sharing: Sharing,
+}
+
+/// Where a discovery looks for a watch to share (see "Shared watches").
+#[derive(Clone)]
+enum Sharing {
+    /// The process-wide scope if the client is one of the crate's
+    /// connections; else this scope, shared by the clones of the discovery.
+    Auto(Arc<Watches>),
+    /// The hub's scope.
+    Hub(DiscoveryHub),
 }
 
 impl std::fmt::Debug for Discovery {
@@ -72,7 +83,13 @@ impl std::fmt::Debug for Discovery {
             .field("filter", &self.filter.is_some())
             .field("startup_timeout", &self.startup_timeout)
             .field("subset", &self.subset)
-            .field("shared_watch", &self.hub.is_some())
+            .field(
+                "sharing",
+                &match self.sharing {
+                    Sharing::Auto(_) => "auto",
+                    Sharing::Hub(_) => "hub",
+                },
+            )
             .finish()
     }
 }
@@ -109,13 +126,13 @@ impl Discovery {
             filter: None,
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
             subset: None,
-            hub: None,
+            sharing: Sharing::Auto(Arc::default()),
         }
     }
 
     /// Makes this discovery share its watch through `hub`.
     pub(crate) fn in_hub(mut self, hub: DiscoveryHub) -> Self {
-        self.hub = Some(hub);
+        self.sharing = Sharing::Hub(hub);
         self
     }
 
@@ -304,15 +321,12 @@ impl Discovery {
             filter: self.filter,
             startup_timeout: self.startup_timeout,
         };
-        let servers = match &self.hub {
-            Some(hub) => hub.start(params).await?,
-            None => {
-                let (running, rx) = start::prepare(params).await?.spawn();
-                Subscription {
-                    shared: running.shared,
-                    rx,
-                }
-            }
+        let servers = match &self.sharing {
+            Sharing::Hub(hub) => hub.scope().start(None, params).await?,
+            Sharing::Auto(own) => match connection_of(&self.client) {
+                Some(connection) => Watches::process().start(Some(connection), params).await?,
+                None => own.start(None, params).await?,
+            },
         };
         match self.subset {
             None => Ok(InstanceChanges::new(servers.rx, servers.shared)),
