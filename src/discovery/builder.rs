@@ -69,8 +69,8 @@ enum Sharing {
     /// The process-wide scope if the client is one of the crate's
     /// connections; else this scope, shared by the clones of the discovery.
     Auto(Arc<Watches>),
-    /// The hub's scope.
-    Hub(DiscoveryHub),
+    /// A [`DiscoveryHub`]'s scope.
+    Hub(Arc<Watches>),
 }
 
 impl std::fmt::Debug for Discovery {
@@ -131,8 +131,8 @@ impl Discovery {
     }
 
     /// Makes this discovery share its watch through `hub`.
-    pub(crate) fn in_hub(mut self, hub: DiscoveryHub) -> Self {
-        self.sharing = Sharing::Hub(hub);
+    pub(crate) fn in_hub(mut self, hub: &DiscoveryHub) -> Self {
+        self.sharing = Sharing::Hub(hub.scope());
         self
     }
 
@@ -322,7 +322,7 @@ impl Discovery {
             startup_timeout: self.startup_timeout,
         };
         let servers = match &self.sharing {
-            Sharing::Hub(hub) => hub.scope().start(None, params).await?,
+            Sharing::Hub(hub) => hub.start(None, params).await?,
             Sharing::Auto(own) => match connection_of(&self.client) {
                 Some(connection) => Watches::process().start(Some(connection), params).await?,
                 None => own.start(None, params).await?,

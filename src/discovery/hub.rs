@@ -103,7 +103,7 @@ impl DiscoveryHub {
     /// # Ok(()) }
     /// ```
     pub fn discovery(&self, service: impl Into<String>) -> Discovery {
-        Discovery::new(self.client.clone(), service).in_hub(self.clone())
+        Discovery::new(self.client.clone(), service).in_hub(self)
     }
 
     /// The number of etcd watches this hub runs now (one per distinct
@@ -118,8 +118,8 @@ impl DiscoveryHub {
         self.watches.live()
     }
 
-    pub(crate) fn scope(&self) -> &Watches {
-        &self.watches
+    pub(crate) fn scope(&self) -> Arc<Watches> {
+        self.watches.clone()
     }
 }
 
