@@ -50,6 +50,64 @@ use crate::instance::{validate_service_name, Instance};
 /// // let mut client = GreeterClient::new(balancer);
 /// # Ok(()) }
 /// ```
+///
+/// # Shared watches
+///
+/// Discoveries in one process that watch the same prefix (namespace and
+/// service), in the same format (the codec's [name](Codec::name) and `Debug`
+/// output), with the same [version](Self::version) and the same
+/// [filter](Self::filter_arc), share one etcd watch and one decoded set,
+/// however many balancers, channels and streams they feed, if they are in one
+/// scope:
+///
+/// - **A client of [`connect`](crate::connect) or
+///   [`EtcdConfig::connect`](crate::EtcdConfig::connect)**: every discovery
+///   made from it or from one of its clones, anywhere in the process, shares.
+///   No setup: the crate recognises the connections it made.
+/// - **A client made otherwise** (etcd-client's own `Client::connect`): it
+///   cannot be recognised (etcd-client's `Client` cannot be compared), so only
+///   the clones of one `Discovery` share; or use a [`DiscoveryHub`].
+/// - **A [`DiscoveryHub`]**: its discoveries share with each other only.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tonic_etcd::{Discovery, Policy};
+///
+/// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+/// // One etcd watch of /services/helloworld/ feeds all three.
+/// let balancer = Discovery::new(etcd.clone(), "helloworld").balancer(Policy::RoundRobin).await?;
+/// let channel = Discovery::new(etcd.clone(), "helloworld").tonic_channel().await?;
+/// let changes = Discovery::new(etcd, "helloworld").changes().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Never shared:
+///
+/// - **Two connections**, even to the same endpoints as the same user: each
+///   call of `connect` is a scope of its own, so clients with different
+///   credentials never share a watch (nor a set read with another's rights).
+///   To give a discovery a watch of its own, connect another client.
+/// - A different namespace, service, format or version.
+/// - Filters given as closures to [`filter`](Self::filter) by different
+///   `Discovery::new` calls (closures cannot be compared): pass one
+///   [`InstanceFilter`] to [`filter_arc`](Self::filter_arc) to share a
+///   filtered watch. The clones of one `Discovery` hold the same filter.
+/// - A [subset](Self::subset): the instances' watch is shared, and each
+///   discovery keeps its own subset (and its own watch of the clients).
+///
+/// What sharing changes:
+///
+/// - The first discovery reads the prefix (within its
+///   [startup timeout](Self::startup_timeout)); the others join at once, with
+///   the current set queued first (one `Insert` per instance), then every
+///   change: nothing missed, nothing repeated. A discovery that joins a watch
+///   that is reconnecting starts with the set kept meanwhile (its
+///   [health](super::DiscoveryView::health) says so) instead of failing.
+/// - The [view](InstanceChanges::view) (snapshot, health) is the shared
+///   watch's.
+/// - The watch stops when its last stream is dropped (for a balancer or a
+///   channel: when its last clone is); a discovery started after that starts
+///   a new watch, with a new Get.
 #[derive(Clone)]
 pub struct Discovery {
     client: Client,
@@ -208,17 +266,17 @@ impl Discovery {
     }
 
     /// Keeps only instances for which the shared `filter` returns true; as
-    /// [`filter`](Self::filter), but discoveries of one
-    /// [`DiscoveryHub`] given the same `Arc` share their watch.
+    /// [`filter`](Self::filter), but discoveries given the same `Arc` share
+    /// their watch (see [Shared watches](Self#shared-watches)).
     ///
     /// ```no_run
-    /// # fn f(hub: tonic_etcd::discovery::DiscoveryHub) {
+    /// # fn f(etcd: etcd_client::Client) {
     /// use std::sync::Arc;
-    /// use tonic_etcd::discovery::InstanceFilter;
+    /// use tonic_etcd::{discovery::InstanceFilter, Discovery};
     ///
     /// let zone_a: InstanceFilter = Arc::new(|i| i.metadata.get("zone").is_some_and(|z| z == "a"));
-    /// let one = hub.discovery("helloworld").filter_arc(zone_a.clone());
-    /// let two = hub.discovery("helloworld").filter_arc(zone_a); // same watch as `one`
+    /// let one = Discovery::new(etcd.clone(), "helloworld").filter_arc(zone_a.clone());
+    /// let two = Discovery::new(etcd, "helloworld").filter_arc(zone_a); // same watch as `one`
     /// # }
     /// ```
     pub fn filter_arc(mut self, filter: InstanceFilter) -> Self {
@@ -288,6 +346,8 @@ impl Discovery {
     /// When this returns, the stream already holds one `Insert` per instance
     /// found, and [`InstanceChanges::snapshot`] lists them. The background task
     /// is spawned on the current tokio runtime, so this must run inside one.
+    /// A discovery that joins a [shared watch](Self#shared-watches) reads
+    /// nothing: it starts at once with the watch's current set.
     ///
     /// Fails with [`Error::InvalidServiceName`], [`Error::InvalidNamespace`],
     /// [`Error::Etcd`] if the initial Get fails, or [`Error::Timeout`] if it

@@ -28,7 +28,9 @@ use crate::instance::Instance;
 ///
 /// A view does not keep the discovery alive: once its
 /// [`InstanceChanges`](super::InstanceChanges) stream is dropped (for a
-/// balancer: once every clone of it is dropped), the snapshot stays as it was
+/// balancer: once every clone of it is dropped; for a
+/// [shared watch](super::Discovery#shared-watches): once every stream of
+/// it is), the snapshot stays as it was
 /// and the health receiver reports that its sender is gone (`changed()`
 /// returns an error).
 #[derive(Debug, Clone)]
