@@ -238,3 +238,154 @@ impl Watches {
         self.lock().get(key).and_then(Entry::subscription)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::codec::{Codec, Native, Plain};
+    use crate::discovery::filter::InstanceFilter;
+    use crate::discovery::health::Health;
+    use crate::discovery::state::State;
+    use crate::etcd::connection_of;
+    use crate::instance::Instance;
+
+    /// A lazy client: nothing listens there, and nothing is sent.
+    async fn client() -> Client {
+        crate::connect(["http://127.0.0.1:9"]).await.unwrap()
+    }
+
+    fn params(client: &Client, codec: Arc<dyn Codec>) -> Params {
+        Params {
+            client: client.clone(),
+            service: "svc".into(),
+            prefix: "/services/svc/".into(),
+            codec,
+            version: None,
+            filter: None,
+            startup_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A codec of one's own with a setting, named as the native one.
+    #[derive(Debug)]
+    struct Tuned(u8);
+
+    impl Codec for Tuned {
+        fn name(&self) -> &'static str {
+            "native"
+        }
+        fn default_namespace(&self) -> &'static str {
+            "/services"
+        }
+        fn key(&self, namespace: &str, instance: &Instance) -> String {
+            Native.key(namespace, instance)
+        }
+        fn encode(&self, instance: &Instance) -> Result<Vec<u8>> {
+            Native.encode(instance)
+        }
+        fn decode(&self, service: &str, key: &str, value: &[u8]) -> Result<Instance> {
+            Native.decode(service, key, value)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_key_tells_apart_what_must_not_share() {
+        let etcd = client().await;
+        let other = client().await;
+        let (one, two) = (connection_of(&etcd), connection_of(&other));
+        let native = |_: ()| params(&etcd, Arc::new(Native));
+        let base = Key::of(one, &native(()));
+
+        assert_eq!(
+            Key::of(one, &native(())),
+            base,
+            "same options, one connection"
+        );
+        assert_ne!(Key::of(two, &native(())), base, "another connection");
+        assert_ne!(Key::of(None, &native(())), base, "another scope");
+
+        let mut p = native(());
+        p.prefix = "/prod/svc/".into();
+        assert_ne!(Key::of(one, &p), base, "another prefix");
+        assert_ne!(
+            Key::of(one, &params(&etcd, Arc::new(Plain))),
+            base,
+            "another format"
+        );
+        let tuned = |n| Key::of(one, &params(&etcd, Arc::new(Tuned(n))));
+        assert_ne!(tuned(1), base, "a codec named native, of another type");
+        assert_ne!(tuned(1), tuned(2), "one codec type, other settings");
+        assert_eq!(tuned(1), tuned(1));
+
+        let mut p = native(());
+        p.version = Some("1".into());
+        assert_ne!(Key::of(one, &p), base, "a version");
+
+        let filter: InstanceFilter = Arc::new(|_| true);
+        let with = |filter: &InstanceFilter| {
+            let mut p = native(());
+            p.filter = Some(filter.clone());
+            Key::of(one, &p)
+        };
+        assert_ne!(with(&filter), base, "a filter");
+        assert_eq!(with(&filter), with(&filter.clone()), "the same Arc");
+        let alike: InstanceFilter = Arc::new(|_| true);
+        assert_ne!(
+            with(&filter),
+            with(&alike),
+            "another Arc of the same closure"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_set_is_gone_is_not_joined() {
+        let (_health_tx, health) = watch::channel(Health::Connected);
+        let state = State::new("svc".into(), Arc::new(Native), None, None);
+        let shared = Arc::new(Shared::new(
+            "svc".into(),
+            "/services/svc/".into(),
+            state,
+            health,
+        ));
+        let fanout = Fanout::default();
+        let first = fanout.subscribe([]).unwrap();
+        let entry = Entry {
+            shared: Arc::downgrade(&shared),
+            fanout,
+        };
+        assert!(entry.is_live());
+        assert!(entry.subscription().is_some(), "joined while live");
+
+        // The state is freed with the last stream and view, though the
+        // fanout still has a subscriber: nothing to join.
+        drop(shared);
+        assert!(!entry.is_live());
+        assert!(entry.subscription().is_none());
+        drop(first);
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_streams_are_gone_is_not_joined() {
+        let (_health_tx, health) = watch::channel(Health::Connected);
+        let state = State::new("svc".into(), Arc::new(Native), None, None);
+        let shared = Arc::new(Shared::new(
+            "svc".into(),
+            "/services/svc/".into(),
+            state,
+            health,
+        ));
+        let fanout = Fanout::default();
+        let first = fanout.subscribe([]).unwrap();
+        let entry = Entry {
+            shared: Arc::downgrade(&shared),
+            fanout,
+        };
+        drop(first);
+        assert!(!entry.is_live(), "a view alone keeps no watch");
+        assert!(entry.subscription().is_none());
+    }
+}

@@ -345,3 +345,55 @@ async fn two_connects_never_share_and_etcd_clients_own_share_per_discovery() {
     let _d = Discovery::new(foreign, &service).changes().await.unwrap();
     assert_watchers(&etcd, baseline + 4).await;
 }
+
+#[tokio::test]
+async fn two_credentials_never_share_a_watch() {
+    use crate::support::secure::{chain, ClientCerts, SecureEtcd};
+
+    support::init_tracing();
+    let etcd = SecureEtcd::start(ClientCerts::None).await;
+    let mine = support::unique("mine");
+    let theirs = support::unique("theirs");
+    let users = etcd.enable_auth(&format!("/services/{mine}/")).await;
+    let mut root = etcd.client(Some(&users.root_password)).await;
+    changes::put(&mut root, &changes::instance(&theirs, "a", 22_801)).await;
+    changes::put(&mut root, &changes::instance(&mine, "b", 22_802)).await;
+
+    // Root watches a service the limited user may not read.
+    let rooted = Discovery::new(root.clone(), &theirs)
+        .changes()
+        .await
+        .unwrap();
+    assert_eq!(rooted.snapshot().len(), 1);
+
+    // Same process, same endpoint, same service and options: the limited
+    // user's discovery does not join root's watch; etcd refuses it.
+    let limited = etcd
+        .config()
+        .user(&users.limited, &users.limited_password)
+        .connect()
+        .await
+        .unwrap();
+    let error = Discovery::new(limited.clone(), &theirs)
+        .changes()
+        .await
+        .expect_err("the limited user may not read root's service");
+    assert!(
+        chain(&error).contains("permission denied"),
+        "{}",
+        chain(&error)
+    );
+
+    // Where both may read, each reads with its own rights, on its own watch:
+    // the limited user's discovery works, and goes on working without root's.
+    let by_root = Discovery::new(root, &mine).changes().await.unwrap();
+    let mut by_limited = Discovery::new(limited.clone(), &mine)
+        .changes()
+        .await
+        .unwrap();
+    drop(by_root);
+    assert!(matches!(next(&mut by_limited).await, Change::Insert(..)));
+    let mut limited_writer = limited;
+    let added = changes::put(&mut limited_writer, &changes::instance(&mine, "c", 22_803)).await;
+    assert_eq!(key_of(&next(&mut by_limited).await), added);
+}
