@@ -272,7 +272,7 @@ mod tests {
 
     /// A codec of one's own with a setting, named as the native one.
     #[derive(Debug)]
-    struct Tuned(u8);
+    struct Tuned(#[allow(dead_code, reason = "read through Debug, as the key does")] u8);
 
     impl Codec for Tuned {
         fn name(&self) -> &'static str {
