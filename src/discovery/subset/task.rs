@@ -297,3 +297,60 @@ mod tests {
         assert_eq!(alone.len(), 3);
     }
 }
+
+#[cfg(test)]
+mod cost {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Measures, at 100,000 servers, what one batch of server changes costs
+    /// the subset stage (the ring is recomputed from every server per batch).
+    /// Run with `cargo test --release --lib subset::task::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement: run it in release"]
+    fn one_batch_at_100k_servers_recomputes_the_ring_in_milliseconds() {
+        let n = 100_000;
+        let mut s = Subsetter::new(10, "client-42".into(), Mode::Aperture);
+        for i in 0..n {
+            let instance = Instance::new(
+                "svc",
+                format!("10.{}.{}.{}:50051", i >> 16, (i >> 8) & 255, i & 255),
+            )
+            .unwrap();
+            s.server(Change::Insert(
+                format!("/services/svc/10.0.0.{i}:50051"),
+                instance,
+            ));
+        }
+        (0..100).for_each(|m| {
+            s.member(Change::Insert(
+                format!("/m/{m}"),
+                super::super::members::member("svc", &format!("client-{m}")),
+            ))
+        });
+        s.update();
+        let mut times = Vec::new();
+        for round in 0..21 {
+            let gone = format!("/services/svc/10.0.0.{round}:50051");
+            let started = Instant::now();
+            s.server(Change::Remove(gone));
+            let _ = s.update();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let ring_only = {
+            let servers: Vec<&str> = s.servers.keys().map(String::as_str).collect();
+            let started = Instant::now();
+            let ring = ring(servers.iter().copied());
+            let took = started.elapsed();
+            assert_eq!(ring.len(), n - 21);
+            took
+        };
+        println!(
+            "one change at {n} servers: min {:?}, median {:?}, max {:?} (21 batches); ring alone {ring_only:?}",
+            times[0], times[10], times[20]
+        );
+        assert!(times[10] < Duration::from_secs(1));
+    }
+}
