@@ -293,7 +293,9 @@ impl Discovery {
     /// The start then also writes the client's key and reads the other
     /// clients' (each within the startup timeout), and waits for the clients
     /// to [settle](Subset::settle). The stream carries the subset; its
-    /// [view](InstanceChanges::view)'s snapshot still lists every instance.
+    /// [view](InstanceChanges::view)'s snapshot still lists every instance,
+    /// and [`DiscoveryView::subset`](super::DiscoveryView::subset) lists the
+    /// subset.
     /// Fails with [`Error::Config`](crate::Error::Config)
     /// for a size of 0 and [`Error::InvalidId`](crate::Error::InvalidId) for a
     /// bad client id.

@@ -10,7 +10,7 @@ use tower::discover::Change;
 
 use super::health::Health;
 use super::shared::Shared;
-use super::view::DiscoveryView;
+use super::view::{Chosen, DiscoveryView};
 use crate::instance::Instance;
 
 /// The changes of a running discovery: a [`Stream`] of
@@ -82,6 +82,18 @@ impl InstanceChanges {
         Self {
             rx,
             view: DiscoveryView::new(shared),
+        }
+    }
+
+    /// The stream of a subset of the instances of `shared`, `chosen`.
+    pub(crate) fn subset(
+        rx: mpsc::UnboundedReceiver<Change<String, Instance>>,
+        shared: Arc<Shared>,
+        chosen: Chosen,
+    ) -> Self {
+        Self {
+            rx,
+            view: DiscoveryView::new(shared).with_subset(chosen),
         }
     }
 

@@ -7,6 +7,7 @@
 //! been quiet for the settle period.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +18,7 @@ use tracing::debug;
 use super::algorithm::{aperture, rank_of, rendezvous, ring};
 use super::members::MemberLease;
 use crate::discovery::fanout::Receiver;
+use crate::discovery::view::Chosen;
 use crate::instance::Instance;
 
 /// How the subset is chosen.
@@ -131,6 +133,8 @@ pub(crate) struct Io {
     pub(crate) servers: Receiver,
     pub(crate) members: Option<Receiver>,
     pub(crate) tx: mpsc::UnboundedSender<Change<String, Instance>>,
+    /// What the stream carries, for the view.
+    pub(crate) chosen: Chosen,
     pub(crate) ready: oneshot::Sender<()>,
     pub(crate) lease: Option<MemberLease>,
 }
@@ -143,6 +147,7 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
         mut servers,
         mut members,
         tx,
+        chosen,
         mut ready,
         lease,
     } = io;
@@ -166,12 +171,20 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
             _ = sleep_until(quiet.min(latest)) => break,
         }
     }
-    let send = |changes: Vec<Change<String, Instance>>| {
+    // The view's subset changes with the changes queued, under one lock, so
+    // that it always is what the stream has carried.
+    let send = |subsetter: &mut Subsetter| {
+        let mut published = chosen.lock().unwrap_or_else(PoisonError::into_inner);
+        let changes = subsetter.update();
+        if changes.is_empty() {
+            return;
+        }
         for change in changes {
             let _ = tx.send(change);
         }
+        *published = subsetter.emitted.values().cloned().collect();
     };
-    send(subsetter.update());
+    send(&mut subsetter);
     debug!("first subset sent");
     let _ = ready.send(());
 
@@ -186,7 +199,7 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
                     while let Ok(change) = servers.try_recv() {
                         subsetter.server(change);
                     }
-                    send(subsetter.update());
+                    send(&mut subsetter);
                 }
                 None => break,
             },
@@ -199,7 +212,7 @@ pub(crate) async fn run(mut subsetter: Subsetter, io: Io, settle: Duration) {
             },
             _ = sleep_until(pending.unwrap_or(latest)), if pending.is_some() => {
                 pending = None;
-                send(subsetter.update());
+                send(&mut subsetter);
                 debug!("clients changed; subset updated");
             }
         }
