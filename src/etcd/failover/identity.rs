@@ -56,8 +56,11 @@ pub(super) fn answer(connection: Connection) -> bool {
 /// ([`connect`](crate::connect), [`EtcdConfig::connect`](crate::EtcdConfig::connect));
 /// `None` for a client made otherwise (etcd-client's own `Client::connect`).
 ///
-/// Nothing reaches etcd for a client of the crate. Another client may send
-/// one Maintenance `Status` request, which is cancelled at once.
+/// Nothing reaches etcd for a client of the crate. For another client the
+/// question is a Maintenance `Status` request, dropped after one poll;
+/// with etcd-client's own channel none reached etcd (20 of 20 starts,
+/// counted by etcd's `grpc_server_started_total`): tonic's buffer skips a
+/// request whose caller is gone.
 pub(crate) fn connection_of(client: &Client) -> Option<Connection> {
     struct Disarm;
     impl Drop for Disarm {
