@@ -5,6 +5,9 @@
 //! task around it: it waits for the set of clients to settle before the first
 //! subset, applies server changes at once and client changes once they have
 //! been quiet for the settle period.
+//!
+//! (Over 400 lines with its tests: the synthetic-input tests of the pure
+//! part and the cost measurement sit beside it.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
