@@ -66,6 +66,7 @@
 //! ```
 
 mod attempt;
+mod balancers;
 #[cfg(feature = "metrics")]
 mod code;
 mod discovery;
@@ -73,15 +74,16 @@ mod metrics;
 mod names;
 mod registration;
 
-pub(crate) use attempt::Attempt;
+pub(crate) use attempt::{Attempt, EndpointMetrics};
+pub(crate) use balancers::BalancerGauges;
 pub(crate) use discovery::discovery_health;
 pub use metrics::describe;
 // The hooks of the other modules: each a one-line call. Some are there for
 // the hooks to come (one state at a time, attempts recorded by hand).
 #[allow(unused_imports)]
 pub(crate) use metrics::{
-    discovery_instances, ejected, endpoint_states, endpoints, in_flight, keepalive_failed,
-    registration_up, request_finished, reregistered, resynced, watch_restarted,
+    discovery_instances, ejected, endpoints, in_flight, keepalive_failed, registration_up,
+    request_finished, reregistered, resynced, watch_restarted,
 };
 pub use names::*;
 pub(crate) use registration::follow_registration;

@@ -37,6 +37,8 @@ pub(super) struct Target {
     /// tonic's channel allocates on its first use and bumps shared counters;
     /// a used one costs nothing more, so requests borrow them.
     idle: Mutex<Vec<Channel>>,
+    /// Its metric handles, made by its first request.
+    pub(super) metrics: crate::observe::EndpointMetrics,
 }
 
 impl Target {
@@ -59,6 +61,7 @@ impl Target {
             epoch,
             health: Health::default(),
             idle: Mutex::new(Vec::new()),
+            metrics: Default::default(),
         }
     }
 
