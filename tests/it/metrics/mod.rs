@@ -16,6 +16,8 @@
 //!   client; the `OK` counts add up, a SIGTERM moves the instances gauge
 //!   from 3 to 2, and every metric of the table is there with its labels
 //!   (with a watch restart and a resync made to happen).
+//! - `shared`: two balancers of one service in one process: the endpoint
+//!   gauges are the sum of theirs.
 //! - `dashboard`: the Grafana dashboard of `contrib/` covers the table.
 //! - `format`: the scrape helper's parser, on synthetic input.
 
@@ -26,6 +28,8 @@ mod instances;
 mod outside;
 mod registration;
 mod requests;
+#[cfg(feature = "metrics")]
+mod shared;
 
 use std::net::SocketAddr;
 
