@@ -121,7 +121,8 @@ impl Call {
         // The attempt counts from its pick, as a retried one does.
         let pending = Some(Pending::start(&shared, &target));
         let span = debug_span!("request", endpoint = %target.key);
-        let observed = crate::observe::Attempt::start(shared.service(), &target.addr);
+        let observed =
+            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
         Call {
             state: State::First(First {
                 shared,
@@ -297,7 +298,8 @@ async fn retry(
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let pending = Pending::start(&shared, &target);
-        let mut observed = crate::observe::Attempt::start(shared.service(), &target.addr);
+        let mut observed =
+            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
             .channel()

@@ -82,6 +82,8 @@ pub(super) struct Shared {
     /// Bumped on every change of the ready list, for requests waiting for an
     /// endpoint.
     generation: watch::Sender<u64>,
+    /// Its share of the endpoint gauges of its service.
+    gauges: crate::observe::BalancerGauges,
 }
 
 impl std::fmt::Debug for Shared {
@@ -115,6 +117,7 @@ impl Shared {
         let mut set = Set::new(policy, runtime.clone());
         set.panic_mode = options.panic_mode;
         Self {
+            gauges: crate::observe::BalancerGauges::new(&service),
             service,
             policy,
             template,
@@ -167,13 +170,8 @@ impl Shared {
     /// held, once per batch.
     pub(super) fn changed(&self, set: &mut Set) {
         let (unreachable, unhealthy) = set.unreachable_and_unhealthy();
-        crate::observe::endpoint_states(
-            &self.service,
-            set.ready_len(),
-            unreachable,
-            set.ejected_len(),
-            unhealthy,
-        );
+        self.gauges
+            .set([set.ready_len(), unreachable, set.ejected_len(), unhealthy]);
         self.generation.send_modify(|g| *g += 1);
     }
 
