@@ -133,6 +133,7 @@ pub mod health;
 pub mod tls;
 
 pub use balance::{Balancer, BalancerBuilder, Policy};
+pub use balance::HashKey;
 pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};

@@ -114,4 +114,5 @@ pub use balancer::{
     Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
     Policy, ResponseFuture,
 };
+pub use balancer::{HashKey, DEFAULT_HASH_KEY_HEADER};
 pub use tonic_channel::tonic_channel;
