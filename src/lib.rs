@@ -132,8 +132,8 @@ pub mod health;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use balance::HashKey;
+pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};

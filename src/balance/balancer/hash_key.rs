@@ -157,7 +157,10 @@ mod tests {
         request
             .headers_mut()
             .insert("x-hash-key", "user-42".parse().unwrap());
-        assert_eq!(hashing.key_of(&request), Some(HashKey::new("user-42").hash()));
+        assert_eq!(
+            hashing.key_of(&request),
+            Some(HashKey::new("user-42").hash())
+        );
         request.extensions_mut().insert(HashKey::from_hash(9));
         assert_eq!(hashing.key_of(&request), Some(9));
     }

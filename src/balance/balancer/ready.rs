@@ -119,6 +119,14 @@ impl Ready {
         self.dense.push(slot);
     }
 
+    /// Finishes the work a batch of changes left for later (consistent
+    /// hashing places the points of new endpoints in one pass).
+    pub(super) fn settle(&mut self) {
+        if let Order::Ring { ring, .. } = &mut self.order {
+            ring.settle();
+        }
+    }
+
     /// Takes `slot` out of the picks; whether it was in.
     pub(super) fn remove(&mut self, slot: u32) -> bool {
         let Some(node) = self.nodes.get_mut(slot as usize).and_then(Option::take) else {
@@ -181,7 +189,12 @@ impl Ready {
             Order::Ring { ring, factor, turn } => match pick.key {
                 Some(key) => {
                     let bound = load_bound(*factor, pick.in_flight, self.dense.len());
-                    let full = |slot: u32| target(slot).load.in_flight() >= bound;
+                    // No endpoint has more in flight than all together: below
+                    // the bound, none is full and no load need be read.
+                    let full = |slot: u32| {
+                        bound <= pick.in_flight && target(slot).load.in_flight() >= bound
+                    };
+                    ring.settle();
                     ring.pick(key, skip, full)?
                 }
                 None => in_turn(&self.dense, turn, skip)?,

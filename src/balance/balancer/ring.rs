@@ -26,6 +26,12 @@
 //! growth) so that buckets hold a few points each; it stops doubling at
 //! 2^[`MAX_BITS`] buckets, where larger rings make larger buckets. A point
 //! takes 12 bytes in its bucket.
+//!
+//! The points of new endpoints wait in a list until the next
+//! [`settle`](Ring::settle) (once per batch of changes) or pick: a few are
+//! put in their buckets one by one, many (a large initial set) by one
+//! rebuild that counts, places and sorts every bucket in a pass, rather
+//! than as many random insertions.
 
 /// The points each endpoint puts on the ring by default: enough for an even
 /// share of the keys (the share of an endpoint varies by about
@@ -89,7 +95,10 @@ pub(crate) struct Ring {
     /// chance, are in the same order in every client).
     buckets: Vec<Vec<Point>>,
     bits: u32,
+    /// Points in the buckets.
     points: usize,
+    /// Points of new endpoints, not yet in the buckets.
+    pending: Vec<Point>,
 }
 
 impl Default for Ring {
@@ -109,6 +118,7 @@ impl Ring {
             buckets: vec![Vec::new(); 1 << MIN_BITS],
             bits: MIN_BITS,
             points: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -118,7 +128,6 @@ impl Ring {
     }
 
     /// Whether `slot` is on the ring.
-    #[cfg(test)]
     pub(crate) fn contains(&self, slot: u32) -> bool {
         self.seeds.get(slot as usize).is_some_and(Option::is_some)
     }
@@ -127,18 +136,15 @@ impl Ring {
         (at >> (64 - self.bits)) as usize
     }
 
-    /// Where `(at, seed)` goes in its bucket, and whether a point of `slot`
-    /// is there already.
-    fn position(&self, bucket: usize, at: u64, seed: u64) -> usize {
-        let seeds = &self.seeds;
-        self.buckets[bucket].partition_point(|p| {
-            let here = p.at();
-            here < at || (here == at && seeds[p.slot as usize].unwrap_or(0) < seed)
-        })
+    /// The order of points in a bucket: by position, then by seed.
+    fn before(seeds: &[Option<u64>], a: Point, b: Point) -> bool {
+        let (x, y) = (a.at(), b.at());
+        x < y || (x == y && seeds[a.slot as usize] < seeds[b.slot as usize])
     }
 
     /// Puts `slot`, whose endpoint's key hashes to `seed`, on the ring
-    /// (replacing it if it is there). O(vnodes).
+    /// (replacing it if it is there): O(vnodes), its points placed at the
+    /// next [`settle`](Self::settle).
     pub(crate) fn insert(&mut self, slot: u32, seed: u64) {
         self.remove(slot);
         let index = slot as usize;
@@ -146,28 +152,52 @@ impl Ring {
             self.seeds.resize(index + 1, None);
         }
         self.seeds[index] = Some(seed);
-        for i in 0..self.vnodes {
+        self.pending.extend((0..self.vnodes).map(|i| {
             let at = point(seed, i);
-            let bucket = self.bucket_of(at);
-            let position = self.position(bucket, at, seed);
-            self.buckets[bucket].insert(
-                position,
-                Point {
-                    hi: (at >> 32) as u32,
-                    lo: at as u32,
-                    slot,
-                },
-            );
-        }
+            Point {
+                hi: (at >> 32) as u32,
+                lo: at as u32,
+                slot,
+            }
+        }));
         self.members += 1;
-        self.points += self.vnodes as usize;
-        if self.points > self.buckets.len() * GROW && self.bits < MAX_BITS {
-            self.rebucket(self.bits + 1);
+    }
+
+    /// Places the points of the endpoints inserted since the last call:
+    /// O(vnodes) per endpoint, one by one, or one pass over the whole ring
+    /// when there are more new points than half those already placed.
+    pub(crate) fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
         }
+        let total = self.points + self.pending.len();
+        let mut bits = self.bits;
+        while total > (1 << bits) * GROW && bits < MAX_BITS {
+            bits += 1;
+        }
+        if bits != self.bits || self.pending.len() * 2 > self.points {
+            self.rebuild(bits);
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for new in &pending {
+            let bucket = self.bucket_of(new.at());
+            let seeds = &self.seeds;
+            let points = &mut self.buckets[bucket];
+            let position = points.partition_point(|&p| Ring::before(seeds, p, *new));
+            points.insert(position, *new);
+        }
+        self.points = total;
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Takes `slot` off the ring; whether it was on. O(vnodes).
     pub(crate) fn remove(&mut self, slot: u32) -> bool {
+        if !self.contains(slot) {
+            return false;
+        }
+        self.settle();
         let Some(seed) = self.seeds.get_mut(slot as usize).and_then(Option::take) else {
             return false;
         };
@@ -188,28 +218,50 @@ impl Ring {
         self.members -= 1;
         self.points -= self.vnodes as usize;
         if self.points < self.buckets.len() * SHRINK && self.bits > MIN_BITS {
-            self.rebucket(self.bits - 1);
+            self.rebuild(self.bits - 1);
         }
         true
     }
 
-    /// Spreads the points over 2^`bits` buckets: one pass, the order kept.
-    fn rebucket(&mut self, bits: u32) {
+    /// Spreads the placed and the pending points over 2^`bits` buckets, in
+    /// a few passes: count per bucket, allocate each bucket once (no
+    /// slack), place, sort each (small) bucket.
+    fn rebuild(&mut self, bits: u32) {
         let old = std::mem::take(&mut self.buckets);
+        let pending = std::mem::take(&mut self.pending);
         self.bits = bits;
-        self.buckets = vec![Vec::new(); 1 << bits];
-        for point in old.into_iter().flatten() {
+        let mut counts = vec![0u32; 1 << bits];
+        for point in old.iter().flatten().chain(&pending) {
+            counts[self.bucket_of(point.at())] += 1;
+        }
+        self.buckets = counts
+            .into_iter()
+            .map(|count| Vec::with_capacity(count as usize))
+            .collect();
+        self.points = 0;
+        for point in old.into_iter().flatten().chain(pending) {
             let bucket = self.bucket_of(point.at());
             self.buckets[bucket].push(point);
+            self.points += 1;
         }
+        let seeds = &self.seeds;
         for bucket in &mut self.buckets {
-            bucket.shrink_to_fit();
+            bucket.sort_unstable_by(|&a, &b| {
+                if Ring::before(seeds, a, b) {
+                    std::cmp::Ordering::Less
+                } else if Ring::before(seeds, b, a) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            });
         }
     }
 
     /// The slots of the points from `hash` round the ring, once round, in
-    /// ring order (an endpoint comes up once per point of it).
+    /// ring order (an endpoint comes up once per point of it). Settle first.
     pub(crate) fn walk(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
+        debug_assert!(self.pending.is_empty(), "walk a settled ring");
         let first = self.bucket_of(hash);
         let start = self.buckets[first].partition_point(|p| p.at() < hash);
         let count = self.buckets.len();
@@ -226,6 +278,7 @@ impl Ring {
     /// that `skip` does not refuse and that is not `full`; if the walk
     /// meets only full ones, the first of those (a bound is a preference,
     /// never a reason to fail). `None` when `skip` refuses every endpoint.
+    /// Settle first.
     pub(crate) fn pick(
         &self,
         hash: u64,

@@ -183,6 +183,13 @@ impl Set {
         self.ready.pick(pick, tried)
     }
 
+    /// Finishes the work a batch of changes left for later, once per batch
+    /// (consistent hashing places the points of new endpoints in one pass;
+    /// a pick would do it too).
+    pub(super) fn settle(&mut self) {
+        self.ready.settle();
+    }
+
     /// Sets consistent hashing's points per endpoint and load factor, while
     /// the set is empty (other policies ignore it).
     pub(super) fn hashing(&mut self, vnodes: u32, factor: f64) {

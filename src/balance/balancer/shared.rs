@@ -175,6 +175,7 @@ impl Shared {
     /// Tells waiting requests and the endpoint gauges; called with the lock
     /// held, once per batch.
     pub(super) fn changed(&self, set: &mut Set) {
+        set.settle();
         let (unreachable, unhealthy) = set.unreachable_and_unhealthy();
         crate::observe::endpoint_states(
             &self.service,

@@ -28,7 +28,11 @@ async fn server_of(endpoint: &str, service: &str, key: &str, extra: &[&str]) -> 
         .into_iter()
         .map(|reply| last_word(reply).to_owned())
         .collect();
-    assert_eq!(servers.len(), 1, "key {key}: every reply from one server\n{run}");
+    assert_eq!(
+        servers.len(),
+        1,
+        "key {key}: every reply from one server\n{run}"
+    );
     servers.into_iter().next().unwrap()
 }
 

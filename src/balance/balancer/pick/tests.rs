@@ -121,7 +121,11 @@ async fn a_hot_key_spills_to_the_next_endpoints_within_the_load_bound() {
     held.clear();
     assert_eq!(shared.in_flight(), 0);
     assert_eq!(pick(&shared, &cool), cool_home);
-    assert_eq!(pick(&shared, "hot"), home, "back home once the load is gone");
+    assert_eq!(
+        pick(&shared, "hot"),
+        home,
+        "back home once the load is gone"
+    );
 }
 
 #[tokio::test]
