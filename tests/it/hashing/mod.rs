@@ -3,11 +3,12 @@
 //! only the keys of a server that stops move (through the example binaries,
 //! `--balancer consistent-hash --hash-key KEY`); the key as a `HashKey`
 //! extension or in the header; a hot key spilling over under concurrent slow
-//! requests, within the load bound.
+//! requests, within the load bound; a retry to the next endpoint on the ring.
 
 mod examples;
 mod keys;
 mod load;
+mod retry;
 
 use std::collections::BTreeMap;
 
