@@ -17,8 +17,9 @@
 //! per row: `remove` (2), `overhead` (4), `slow` (5), `scale` (9, 11: the
 //! initial set of a large service, memory per idle endpoint), `picks`
 //! (9b, 10: one change, pick cost per policy), `bad_instance` (12,
-//! 13: one failing or frozen instance of three), `hashing` (17a–c:
-//! consistent hashing's keyed pick, keys moved, ring memory), and `recorder` (4m:
+//! 13: one failing or frozen instance of three), `hashing` (17a–d:
+//! consistent hashing's keyed pick, keys moved, ring memory, one change),
+//! and `recorder` (4m:
 //! `--only 40`, never by default, as it installs a global recorder).
 
 #[path = "../../tests/support/mod.rs"]
@@ -157,6 +158,10 @@ fn main() {
             rows.push(hashing::keys_moved(
                 if quick { 20_000 } else { 100_000 },
                 20,
+            ));
+            rows.push(hashing::change_cost(
+                if quick { 10_000 } else { 100_000 },
+                1_000,
             ));
             rows.push(memory);
         }
