@@ -66,6 +66,11 @@ fn main() {
         .build()
         .unwrap();
     let text = runtime.block_on(async {
+        // Row 17c measures RSS growth: before any other row, whose freed
+        // memory would hide it.
+        let mut ring_memory = args
+            .runs(17)
+            .then(|| hashing::ring_memory(if quick { 10_000 } else { 100_000 }));
         let etcd = support::Etcd::start().await;
         let mut rows = Vec::new();
         let mut details = String::new();
@@ -149,8 +154,6 @@ fn main() {
             } else {
                 vec![3, 1_000, 100_000]
             };
-            // Memory first: the others' freed memory would hide its growth.
-            let memory = hashing::ring_memory(if quick { 10_000 } else { 100_000 });
             rows.push(hashing::pick_cost(
                 &sizes,
                 if quick { 20_000 } else { 200_000 },
@@ -163,7 +166,7 @@ fn main() {
                 if quick { 10_000 } else { 100_000 },
                 1_000,
             ));
-            rows.push(memory);
+            rows.extend(ring_memory.take());
         }
         if args.runs(16) {
             eprintln!("subset spread…");
