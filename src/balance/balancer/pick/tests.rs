@@ -167,3 +167,21 @@ async fn a_leave_moves_only_the_keys_of_the_endpoint_that_left() {
         before.iter().filter(|home| *home == "k004").count()
     );
 }
+
+#[tokio::test]
+async fn the_mapping_is_fixed_across_versions() {
+    // The whole scheme (key hash, endpoint seeds, points, ring order) is a
+    // contract between the clients of a fleet, whatever their versions: a
+    // change here sends keys to other servers.
+    let shared = shared(3);
+    let homes: Vec<String> = [
+        "user-1", "user-2", "user-3", "user-42", "cart/7", "a", "b", "c",
+    ]
+    .iter()
+    .map(|key| pick(&shared, key))
+    .collect();
+    assert_eq!(
+        homes,
+        ["k002", "k003", "k002", "k003", "k003", "k003", "k001", "k001"]
+    );
+}
