@@ -132,6 +132,7 @@ pub mod health;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use balance::HashKey;
 pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
 pub use codec::Codec;

@@ -34,6 +34,7 @@
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
 //! - `metrics`: the metrics, scraped from the example binaries over HTTP.
+//! - `hashing`: consistent hashing with bounded loads.
 //! - `fixture`: the etcd fixture itself.
 
 #[path = "../support/mod.rs"]
@@ -47,6 +48,7 @@ mod discovery;
 mod examples;
 mod faults;
 mod fixture;
+mod hashing;
 mod health;
 mod interop_formats;
 mod metrics;

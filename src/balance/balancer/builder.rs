@@ -91,6 +91,7 @@ impl fmt::Debug for BalancerBuilder {
             .field("panic_mode", &self.options.panic_mode)
             .field("health_check", &self.options.health_check)
             .field("removal_grace", &self.options.removal_grace)
+            .field("hashing", &self.options.hashing)
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +224,62 @@ impl BalancerBuilder {
     /// ```
     pub fn removal_grace(mut self, grace: Duration) -> Self {
         self.options.removal_grace = grace;
+        self
+    }
+
+    /// Sets the request header that carries a request's key under
+    /// [`Policy::ConsistentHash`] (gRPC metadata of that name; a
+    /// [`HashKey`](crate::balance::HashKey) extension takes precedence).
+    /// Defaults to [`DEFAULT_HASH_KEY_HEADER`](crate::balance::DEFAULT_HASH_KEY_HEADER),
+    /// `x-hash-key`. The value's bytes are hashed as
+    /// [`HashKey::new`](crate::balance::HashKey::new) hashes its key.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash)
+    ///     .hash_key_header(HeaderName::from_static("x-user-id"));
+    /// ```
+    pub fn hash_key_header(mut self, name: http::HeaderName) -> Self {
+        self.options.hashing.header = name;
+        self
+    }
+
+    /// Sets the bounded-load factor c of [`Policy::ConsistentHash`]: an
+    /// endpoint with ⌈c × (requests in flight + 1) / n⌉ requests in flight or
+    /// more, over n ready endpoints, is passed over for the next one on the
+    /// ring (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with
+    /// Bounded Loads", SODA 2018). Smaller spreads a hot key sooner; larger
+    /// keeps keys home longer. Defaults to 1.25; values below 1 (or NaN) are
+    /// taken as 1; [`f64::INFINITY`] turns the bound off.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash).hash_load_factor(1.5);
+    /// ```
+    pub fn hash_load_factor(mut self, factor: f64) -> Self {
+        self.options.hashing.factor = if factor >= 1.0 { factor } else { 1.0 };
+        self
+    }
+
+    /// Sets how many points each endpoint puts on the ring of
+    /// [`Policy::ConsistentHash`], from 1 to 1024. More spread the keys more
+    /// evenly (an endpoint's share varies by about 1/sqrt(points)) and cost
+    /// more memory and time: about 15 bytes per point (1.5 KB per endpoint
+    /// at the default, measured at 100,000 endpoints), and a join or leave
+    /// places or takes out each point. Every client of a fleet must use the
+    /// same number to send a key to the same server. Defaults to 100; at
+    /// 100,000 endpoints, consider fewer (20: about 30 MB rather than 150 MB).
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash).hash_ring_vnodes(200);
+    /// ```
+    pub fn hash_ring_vnodes(mut self, points: u32) -> Self {
+        self.options.hashing.vnodes = points;
         self
     }
 

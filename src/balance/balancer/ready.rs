@@ -5,18 +5,22 @@
 //! Every ready endpoint has a slot (a small number, fixed for its life in
 //! the set) and a place in a dense list (for p2c's random draws, and counts);
 //! round robin adds a [`Rotation`] in key order, weighted round robin a
-//! [`Schedule`]. p2c's draws are in `picker`; the dense list points straight
-//! at each endpoint's load, so that a draw reads one entry and one load (no
-//! lock: see `load`), and only the winner's target is looked up.
+//! [`Schedule`], consistent hashing a [`Ring`]. p2c's draws are in `picker`;
+//! the dense list points straight at each endpoint's load, so that a draw
+//! reads one entry and one load (no lock: see `load`), and only the winner's
+//! target is looked up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
+use super::hash_key::{hash, load_bound, Hashing};
 use super::load::{Nanos, PeakEwma};
+use super::pick::Pick;
 use super::picker::p2c;
 use super::policy::Policy;
+use super::ring::Ring;
 use super::rotation::Rotation;
 use super::schedule::Schedule;
 use super::target::Target;
@@ -62,6 +66,13 @@ enum Order {
     Rotation(Rotation),
     Schedule(Schedule),
     Random,
+    /// Consistent hashing; keyless requests take the dense list in turn,
+    /// from `turn`.
+    Ring {
+        ring: Ring,
+        factor: f64,
+        turn: usize,
+    },
 }
 
 /// The ready endpoints, by slot; see the module docs.
@@ -79,6 +90,14 @@ impl Ready {
             Policy::RoundRobin => Order::Rotation(Rotation::default()),
             Policy::Weighted => Order::Schedule(Schedule::default()),
             Policy::P2c => Order::Random,
+            Policy::ConsistentHash => {
+                let hashing = Hashing::default();
+                Order::Ring {
+                    ring: Ring::new(hashing.vnodes),
+                    factor: hashing.factor,
+                    turn: 0,
+                }
+            }
         };
         Self {
             nodes: Vec::new(),
@@ -89,6 +108,16 @@ impl Ready {
 
     pub(super) fn len(&self) -> usize {
         self.dense.len()
+    }
+
+    /// Sets consistent hashing's points per endpoint and load factor (see
+    /// the builder); before any endpoint is in. Other policies ignore it.
+    pub(super) fn hashing(&mut self, vnodes: u32, load_factor: f64) {
+        if let Order::Ring { ring, factor, .. } = &mut self.order {
+            debug_assert_eq!(ring.len(), 0, "the ring is set up while empty");
+            *ring = Ring::new(vnodes);
+            *factor = load_factor;
+        }
     }
 
     /// Makes `slot` pickable with `target` and `weight` (used by weighted
@@ -110,6 +139,7 @@ impl Ready {
             Order::Rotation(rotation) => rotation.insert(&target.key, slot),
             Order::Schedule(schedule) => schedule.insert(slot, weight),
             Order::Random => {}
+            Order::Ring { ring, .. } => ring.insert(slot, hash(target.key.as_bytes())),
         }
         self.dense.push(Dense {
             slot,
@@ -120,6 +150,14 @@ impl Ready {
             target,
             dense: self.dense.len() as u32 - 1,
         });
+    }
+
+    /// Finishes the work a batch of changes left for later (consistent
+    /// hashing places the points of new endpoints in one pass).
+    pub(super) fn settle(&mut self) {
+        if let Order::Ring { ring, .. } = &mut self.order {
+            ring.settle();
+        }
     }
 
     /// Takes `slot` out of the picks; whether it was in.
@@ -135,6 +173,9 @@ impl Ready {
                 schedule.remove(slot);
             }
             Order::Random => {}
+            Order::Ring { ring, .. } => {
+                ring.remove(slot);
+            }
         }
         let index = node.dense as usize;
         self.dense.swap_remove(index);
@@ -153,9 +194,9 @@ impl Ready {
         }
     }
 
-    /// A ready endpoint by the policy, passing over the targets whose epochs
-    /// are in `tried`.
-    pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
+    /// A ready endpoint by the policy and `pick`, passing over the targets
+    /// whose epochs are in `tried`.
+    pub(super) fn pick(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
         let target = |slot: u32| {
             &nodes[slot as usize]
@@ -178,6 +219,19 @@ impl Ready {
                 };
                 return Some(dense[index].target.clone());
             }
+            Order::Ring { ring, factor, turn } => match pick.key {
+                Some(key) => {
+                    let bound = load_bound(*factor, pick.in_flight, self.dense.len());
+                    // No endpoint has more in flight than all together: below
+                    // the bound, none is full and no load need be read.
+                    let full = |slot: u32| {
+                        bound <= pick.in_flight && target(slot).load.in_flight() >= bound
+                    };
+                    ring.settle();
+                    ring.pick(key, skip, full)?
+                }
+                None => in_turn(&self.dense, turn, skip)?,
+            },
         };
         Some(target(slot).clone())
     }
@@ -200,6 +254,22 @@ impl Ready {
     pub(super) fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
         self.nodes.iter().flatten().map(|node| &node.target)
     }
+}
+
+/// The slot of `dense` at `turn`, or the next one `skip` does not refuse,
+/// at most once round; `turn` moves past it. Round robin over the dense
+/// list, whose order changes as endpoints leave (a swap): keyless requests
+/// are spread evenly, though not in key order.
+fn in_turn(dense: &[Dense], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Option<u32> {
+    let n = dense.len();
+    for _ in 0..n {
+        let index = *turn % n;
+        *turn = index + 1;
+        if !skip(dense[index].slot) {
+            return Some(dense[index].slot);
+        }
+    }
+    None
 }
 
 /// p2c among the entries of `dense` whose slots `skip` does not refuse: a

@@ -55,6 +55,10 @@ use crate::discovery::DiscoveryView;
 ///   with the lower `response time estimate × (requests in flight + 1)` wins.
 ///   The estimate follows a slower response at once and a faster one over a
 ///   10 s decay; it is measured until the response headers arrive.
+/// - [`Policy::ConsistentHash`]: the endpoint of the request's key
+///   ([`HashKey`](crate::balance::HashKey) extension or key header) on a hash
+///   ring, passed over for the next one on the ring while it has more than
+///   its bounded share of the requests in flight; keyless requests in turn.
 ///
 /// # Behaviour
 ///

@@ -19,6 +19,7 @@ use tower::discover::Change;
 use tracing::debug;
 
 use super::load::{PeakEwma, DEFAULT_RTT};
+use super::pick::Pick;
 use super::policy::Policy;
 use super::ready::Ready;
 use super::target::Target;
@@ -171,8 +172,28 @@ impl Set {
 
     /// A ready endpoint by the policy, passing over the targets whose epochs
     /// are in `tried`: O(1) for round robin and p2c, O(log n) for weighted.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
-        self.ready.pick(tried)
+        self.pick_with(&Pick::default(), tried)
+    }
+
+    /// [`pick`](Self::pick) for a request's [`Pick`] (its hashed key, for
+    /// consistent hashing: O(1) expected).
+    pub(super) fn pick_with(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
+        self.ready.pick(pick, tried)
+    }
+
+    /// Finishes the work a batch of changes left for later, once per batch
+    /// (consistent hashing places the points of new endpoints in one pass;
+    /// a pick would do it too).
+    pub(super) fn settle(&mut self) {
+        self.ready.settle();
+    }
+
+    /// Sets consistent hashing's points per endpoint and load factor, while
+    /// the set is empty (other policies ignore it).
+    pub(super) fn hashing(&mut self, vnodes: u32, factor: f64) {
+        self.ready.hashing(vnodes, factor);
     }
 
     /// How many of them are ejected by outlier detection. O(1).

@@ -29,8 +29,10 @@ use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::hash_key::Hashing;
 use super::health_wiring;
 use super::outlier::OutlierDetection;
+use super::pick::{Flight, InFlight, Pick};
 use super::policy::Policy;
 use super::set::{Exclusion, Set};
 use super::status::{EndpointState, EndpointStatus};
@@ -51,6 +53,8 @@ pub(super) struct Options {
     /// The service name of the health checks; `None` without.
     pub(super) health_check: Option<String>,
     pub(super) removal_grace: Duration,
+    /// Consistent hashing's key header, load factor and ring size.
+    pub(super) hashing: Hashing,
 }
 
 /// How long a removal that would leave no ready endpoint waits by default.
@@ -63,6 +67,7 @@ impl Default for Options {
             panic_mode: true,
             health_check: None,
             removal_grace: REMOVAL_GRACE,
+            hashing: Hashing::default(),
         }
     }
 }
@@ -84,6 +89,8 @@ pub(super) struct Shared {
     generation: watch::Sender<u64>,
     /// Its share of the endpoint gauges of its service.
     gauges: crate::observe::BalancerGauges,
+    /// Requests in flight, counted under consistent hashing only.
+    in_flight: InFlight,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,6 +123,7 @@ impl Shared {
         let runtime = tokio::runtime::Handle::current();
         let mut set = Set::new(policy, runtime.clone());
         set.panic_mode = options.panic_mode;
+        set.hashing(options.hashing.vnodes, options.hashing.factor);
         Self {
             gauges: crate::observe::BalancerGauges::new(&service),
             service,
@@ -127,6 +135,7 @@ impl Shared {
             set: Mutex::new(set),
             pending_removals: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -169,6 +178,7 @@ impl Shared {
     /// Tells waiting requests and the endpoint gauges; called with the lock
     /// held, once per batch.
     pub(super) fn changed(&self, set: &mut Set) {
+        set.settle();
         let (unreachable, unhealthy) = set.unreachable_and_unhealthy();
         self.gauges
             .set([set.ready_len(), unreachable, set.ejected_len(), unhealthy]);
@@ -226,8 +236,39 @@ impl Shared {
     /// are in `tried`; in panic mode, when none is ready, one excluded only
     /// for its answers.
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
+        self.pick_with(Pick::default(), tried)
+    }
+
+    /// [`pick`](Self::pick) for a request's [`Pick`] (from
+    /// [`request_pick`](Self::request_pick)).
+    pub(super) fn pick_with(&self, mut pick: Pick, tried: &[u64]) -> Option<Arc<Target>> {
+        if pick.key.is_some() {
+            pick.in_flight = self.in_flight.get();
+        }
         let mut set = self.lock();
-        set.pick(tried).or_else(|| set.pick_panic(tried))
+        set.pick_with(&pick, tried)
+            .or_else(|| set.pick_panic(tried))
+    }
+
+    /// What the picks of `request` go by: its hashed key under consistent
+    /// hashing (hashed here, once per request), nothing otherwise.
+    pub(super) fn request_pick<B>(&self, request: &http::Request<B>) -> Pick {
+        match self.policy {
+            Policy::ConsistentHash => Pick::keyed(self.options.hashing.key_of(request)),
+            _ => Pick::default(),
+        }
+    }
+
+    /// The attempts in flight counted by [`flight`](Self::flight).
+    #[cfg(test)]
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Counts one attempt in flight until the guard is dropped, under
+    /// consistent hashing (its load bound reads the count).
+    pub(super) fn flight(&self) -> Option<Flight> {
+        (self.policy == Policy::ConsistentHash).then(|| self.in_flight.start())
     }
 
     /// Applies one discovery change.
