@@ -111,7 +111,7 @@ mod tonic_channel;
 #[doc(hidden)]
 pub use balancer::PickBench;
 pub use balancer::{
-    Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
-    Policy, ResponseFuture,
+    Balancer, BalancerBuilder, EndpointState, EndpointStatus, Locality, OutlierDetection,
+    ParsePolicyError, Policy, ResponseFuture, SlowStart,
 };
 pub use tonic_channel::tonic_channel;

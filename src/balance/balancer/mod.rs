@@ -23,6 +23,9 @@
 //! - `ready`: what the policies pick from, O(1) or O(log n) per pick and per
 //!   change: `rotation` (round robin in key order), `schedule` (weighted
 //!   round robin, earliest deadline first) and p2c's dense list;
+//! - routing: `locality` ([`Locality`], the client's zone first, spilling
+//!   over smoothly) and `slow_start` ([`SlowStart`], the ramp of a new
+//!   endpoint's weight), both over plain data;
 //! - `bench`: a hidden hook that lets the benchmarks time a pick alone.
 
 mod bench;
@@ -36,6 +39,7 @@ mod head;
 mod health;
 mod health_wiring;
 mod load;
+mod locality;
 mod outcome;
 mod outlier;
 mod picker;
@@ -46,6 +50,7 @@ mod schedule;
 mod service;
 mod set;
 mod shared;
+mod slow_start;
 mod status;
 mod target;
 mod tasks;
@@ -53,9 +58,11 @@ mod tasks;
 #[doc(hidden)]
 pub use bench::PickBench;
 pub use builder::BalancerBuilder;
+pub use locality::Locality;
 pub use outlier::OutlierDetection;
 pub use policy::{ParsePolicyError, Policy};
 pub use service::{Balancer, ResponseFuture};
+pub use slow_start::SlowStart;
 pub use status::{EndpointState, EndpointStatus};
 
 const _: () = {
@@ -66,6 +73,8 @@ const _: () = {
     assert_bounds::<Policy>();
     assert_bounds::<EndpointStatus>();
     assert_bounds::<OutlierDetection>();
+    assert_bounds::<Locality>();
+    assert_bounds::<SlowStart>();
     assert_bounds::<EndpointState>();
     assert_send_sync::<BalancerBuilder>();
     assert_send_sync::<ParsePolicyError>();

@@ -30,6 +30,9 @@ struct Node {
     target: Arc<Target>,
     /// Index in `Ready::dense`.
     dense: u32,
+    /// Slow start's factor (1 unless ramping): the probability that p2c
+    /// lets it win a comparison (see `slow_start`).
+    ramp: f64,
 }
 
 #[derive(Debug)]
@@ -86,6 +89,7 @@ impl Ready {
         self.nodes[index] = Some(Node {
             target,
             dense: self.dense.len() as u32,
+            ramp: 1.0,
         });
         self.dense.push(slot);
     }
@@ -121,23 +125,33 @@ impl Ready {
         }
     }
 
+    /// Sets slow start's factor of a ready `slot`, which p2c reads.
+    pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
+        if let Some(Some(node)) = self.nodes.get_mut(slot as usize) {
+            node.ramp = factor;
+        }
+    }
+
     /// A ready endpoint by the policy, passing over the targets whose epochs
     /// are in `tried`.
     pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
-        let target = |slot: u32| {
-            &nodes[slot as usize]
+        let node = |slot: u32| {
+            nodes[slot as usize]
                 .as_ref()
                 .expect("a picked slot is ready")
-                .target
         };
+        let target = |slot: u32| &node(slot).target;
         let skip = |slot: u32| !tried.is_empty() && tried.contains(&target(slot).epoch);
         let slot = match &mut self.order {
             Order::Rotation(rotation) => rotation.pick(skip)?,
             Order::Schedule(schedule) => schedule.pick(skip)?,
             Order::Random => {
                 let now = Instant::now();
-                let cost = |slot: u32| target(slot).load.cost(now);
+                let cost = |slot: u32| match node(slot).ramp {
+                    ramp if ramp < 1.0 && rand::random::<f64>() >= ramp => f64::INFINITY,
+                    _ => target(slot).load.cost(now),
+                };
                 let mut rng = rand::rng();
                 if tried.is_empty() {
                     let index = p2c(self.dense.len(), |i| cost(self.dense[i]), &mut rng)?;

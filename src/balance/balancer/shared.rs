@@ -23,16 +23,18 @@ use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::health_wiring;
+use super::locality::Locality;
 use super::outlier::OutlierDetection;
 use super::policy::Policy;
 use super::set::{Exclusion, Set};
+use super::slow_start::SlowStart;
 use super::status::{EndpointState, EndpointStatus};
 use super::target::Target;
 use super::tasks::probe;
@@ -51,6 +53,10 @@ pub(super) struct Options {
     /// The service name of the health checks; `None` without.
     pub(super) health_check: Option<String>,
     pub(super) removal_grace: Duration,
+    /// Locality-aware routing; `None` without.
+    pub(super) locality: Option<Locality>,
+    /// Slow start; `None` without.
+    pub(super) slow_start: Option<SlowStart>,
 }
 
 /// How long a removal that would leave no ready endpoint waits by default.
@@ -63,6 +69,8 @@ impl Default for Options {
             panic_mode: true,
             health_check: None,
             removal_grace: REMOVAL_GRACE,
+            locality: None,
+            slow_start: None,
         }
     }
 }
@@ -82,6 +90,8 @@ pub(super) struct Shared {
     /// Bumped on every change of the ready list, for requests waiting for an
     /// endpoint.
     generation: watch::Sender<u64>,
+    /// Wakes the driver's ramp steps when an endpoint starts ramping.
+    ramping: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -114,6 +124,7 @@ impl Shared {
         let runtime = tokio::runtime::Handle::current();
         let mut set = Set::new(policy, runtime.clone());
         set.panic_mode = options.panic_mode;
+        set.route(policy, options.locality.clone(), options.slow_start.clone());
         Self {
             service,
             policy,
@@ -124,6 +135,7 @@ impl Shared {
             set: Mutex::new(set),
             pending_removals: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
+            ramping: Notify::new(),
         }
     }
 
@@ -175,6 +187,25 @@ impl Shared {
             unhealthy,
         );
         self.generation.send_modify(|g| *g += 1);
+        if set.ramping().is_some() {
+            self.ramping.notify_one();
+        }
+    }
+
+    /// Waits until some endpoint ramps up (slow start); then the step
+    /// between two [`ramp_step`](Self::ramp_step)s.
+    pub(super) async fn ramp_started(&self) -> Duration {
+        loop {
+            if let Some(step) = self.lock().ramping() {
+                return step;
+            }
+            self.ramping.notified().await;
+        }
+    }
+
+    /// Steps the ramping weights to now; whether some still ramp.
+    pub(super) fn ramp_step(&self) -> bool {
+        self.lock().ramp_step()
     }
 
     /// How many endpoints are known and how many of them are not ready.
@@ -264,8 +295,14 @@ impl Shared {
         }
         if !built.is_empty() {
             let rtt = set.peer_rtt();
+            // Slow start: the endpoints there at the start, or joining an
+            // empty set, take no traffic from anyone; they do not ramp.
+            let warm = set.ready_len() > 0;
             for (key, instance, endpoint) in built {
                 let target = set.insert(key, instance, endpoint, rtt);
+                if warm {
+                    set.ramp_up(&target.key);
+                }
                 self.attach(&target);
             }
             changed = true;

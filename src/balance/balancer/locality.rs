@@ -1,0 +1,432 @@
+//! Locality-aware routing: [`Locality`] (the client's zone, and when that
+//! zone has enough ready endpoints to take every request), the share of
+//! picks that stays in the zone ([`local_share`]), the choice of a group per
+//! pick ([`Split`]), and [`Zones`], the ready endpoints in two groups.
+//!
+//! The model is Envoy's priority levels with their overprovisioning factor
+//! (<https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/priority>):
+//! the client's zone is the first level, every other zone the second, and
+//! the first level takes the share `min(1, health × overprovisioning)` of
+//! the requests, the rest going to the second. Here `health` is the ready
+//! fraction of the zone's endpoints, and the overprovisioning is
+//! `1 / min_ready_fraction` (Envoy's default 1.4 is a fraction of about
+//! 0.7). The share moves by `1 / needed` per endpoint that comes or goes,
+//! never from all to nothing at a threshold: there is nothing to flap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::policy::Policy;
+use super::ready::Ready;
+use super::target::Target;
+use crate::instance::Instance;
+
+/// Locality-aware routing: requests go to the endpoints of the client's
+/// zone while enough of them are ready, and spill over to the other zones
+/// smoothly as they fail. Set with
+/// [`BalancerBuilder::locality`](crate::BalancerBuilder::locality).
+///
+/// An instance's zone is its metadata entry `zone`
+/// ([`Locality::METADATA_KEY`], registered with
+/// `Instance::with_metadata("zone", ..)`); instances without one count as
+/// another zone.
+///
+/// The zone is *enough* when its ready endpoints reach `needed`, the larger
+/// of [`min_ready_fraction`](Self::min_ready_fraction) × its endpoints (0.7
+/// by default) and [`min_ready`](Self::min_ready) (1 by default). Below
+/// that, it takes the share `ready / needed` of the requests and the other
+/// zones the rest: with 10 endpoints in the zone, 7 ready keep every request
+/// local, 6 keep 6/7 of them, none sends every request elsewhere. Its
+/// endpoints count whatever their state (unreachable, ejected, unhealthy);
+/// an instance that deregisters leaves the count. When no other zone has a
+/// ready endpoint, every request stays local.
+///
+/// ```
+/// use tonic_etcd::balance::Locality;
+///
+/// let locality = Locality::new("eu-west-1a").min_ready_fraction(0.5).min_ready(2);
+/// assert_eq!(locality.zone(), "eu-west-1a");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Locality {
+    zone: String,
+    min_ready_fraction: f64,
+    min_ready: usize,
+}
+
+impl Locality {
+    /// The metadata key of an instance's zone: `zone`.
+    ///
+    /// ```
+    /// use tonic_etcd::{balance::Locality, Instance};
+    ///
+    /// let instance = Instance::new("helloworld", "10.0.0.7:50051")?
+    ///     .with_metadata(Locality::METADATA_KEY, "a");
+    /// assert_eq!(instance.metadata["zone"], "a");
+    /// # Ok::<(), tonic_etcd::Error>(())
+    /// ```
+    pub const METADATA_KEY: &'static str = "zone";
+
+    /// The default [`min_ready_fraction`](Self::min_ready_fraction): 0.7,
+    /// about Envoy's overprovisioning factor of 1.4 (1 / 1.4 ≈ 0.71).
+    pub const DEFAULT_MIN_READY_FRACTION: f64 = 0.7;
+
+    /// Prefers the endpoints of `zone`, with the default thresholds.
+    ///
+    /// ```
+    /// let locality = tonic_etcd::balance::Locality::new("a");
+    /// assert_eq!(locality.zone(), "a");
+    /// ```
+    pub fn new(zone: impl Into<String>) -> Self {
+        Self {
+            zone: zone.into(),
+            min_ready_fraction: Self::DEFAULT_MIN_READY_FRACTION,
+            min_ready: 1,
+        }
+    }
+
+    /// Sets the fraction of the zone's endpoints that must be ready for it
+    /// to take every request, within 0..=1 (outside, it is clamped).
+    /// Defaults to [`DEFAULT_MIN_READY_FRACTION`](Self::DEFAULT_MIN_READY_FRACTION).
+    ///
+    /// ```
+    /// // Every endpoint of the zone must be ready; one out of four sends a
+    /// // quarter of the requests elsewhere.
+    /// let strict = tonic_etcd::balance::Locality::new("a").min_ready_fraction(1.0);
+    /// ```
+    pub fn min_ready_fraction(mut self, fraction: f64) -> Self {
+        self.min_ready_fraction = if fraction.is_nan() {
+            Self::DEFAULT_MIN_READY_FRACTION
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Sets how many endpoints of the zone must be ready, at least, for it
+    /// to take every request (on top of the fraction). A zone with fewer
+    /// endpoints than this always shares its requests with the others.
+    /// Defaults to 1.
+    ///
+    /// ```
+    /// let locality = tonic_etcd::balance::Locality::new("a").min_ready(3);
+    /// ```
+    pub fn min_ready(mut self, count: usize) -> Self {
+        self.min_ready = count;
+        self
+    }
+
+    /// The client's zone.
+    ///
+    /// ```
+    /// assert_eq!(tonic_etcd::balance::Locality::new("a").zone(), "a");
+    /// ```
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// Whether `instance` is in the client's zone.
+    pub(super) fn is_local(&self, instance: &Instance) -> bool {
+        instance
+            .metadata
+            .get(Self::METADATA_KEY)
+            .is_some_and(|zone| *zone == self.zone)
+    }
+
+    /// How many ready endpoints the zone needs, out of `known`, to take
+    /// every request.
+    fn needed(&self, known: usize) -> f64 {
+        (self.min_ready_fraction * known as f64).max(self.min_ready as f64)
+    }
+}
+
+/// The share of the picks that goes to the client's zone, with `ready` of
+/// its `known` endpoints ready: `min(1, ready / needed)`, 0 with none ready.
+pub(super) fn local_share(locality: &Locality, ready: usize, known: usize) -> f64 {
+    if ready == 0 {
+        return 0.0;
+    }
+    let needed = locality.needed(known);
+    if needed <= ready as f64 {
+        1.0
+    } else {
+        ready as f64 / needed
+    }
+}
+
+/// Which group a pick tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Group {
+    Local,
+    Other,
+}
+
+/// Chooses a group per pick so that over any run of picks the local ones
+/// are the share asked for, within one pick: a credit grows by the share
+/// per pick and a local pick spends one. Deterministic, unlike a coin per
+/// pick, so round robin's and weighted's exactness carries over: a share
+/// of 1/2 alternates.
+#[derive(Debug, Default)]
+pub(super) struct Split {
+    credit: f64,
+}
+
+impl Split {
+    pub(super) fn choose(&mut self, share: f64) -> Group {
+        // Within [0, 1), so a change of share takes effect at once.
+        self.credit = (self.credit + share.clamp(0.0, 1.0)).clamp(0.0, 2.0);
+        if self.credit >= 1.0 {
+            self.credit = (self.credit - 1.0).min(0.999_999);
+            Group::Local
+        } else {
+            Group::Other
+        }
+    }
+}
+
+/// The ready endpoints in two groups, each in its policy's structure: the
+/// client's zone and the others. Without a [`Locality`] every endpoint is
+/// in the first group and a pick costs what the policy's does; with one, a
+/// pick first chooses the group ([`Split`], O(1)), then picks in it, and
+/// falls back to the other group when the chosen one has nothing left to
+/// try.
+#[derive(Debug)]
+pub(super) struct Zones {
+    locality: Option<Locality>,
+    local: Ready,
+    other: Ready,
+    /// By slot: whether the endpoint is in the client's zone (always true
+    /// without a locality).
+    is_local: Vec<bool>,
+    /// The endpoints of the client's zone, ready or not.
+    known_local: usize,
+    split: Split,
+}
+
+impl Zones {
+    /// Groups endpoints by `locality`, picking in each by `policy`.
+    pub(super) fn new(policy: Policy, locality: Option<Locality>) -> Self {
+        Self {
+            locality,
+            local: Ready::new(policy),
+            other: Ready::new(policy),
+            is_local: Vec::new(),
+            known_local: 0,
+            split: Split::default(),
+        }
+    }
+
+    /// Counts a new endpoint of the set in its zone; before its
+    /// [`insert`](Self::insert).
+    pub(super) fn join(&mut self, slot: u32, instance: &Instance) {
+        let local = self
+            .locality
+            .as_ref()
+            .is_none_or(|locality| locality.is_local(instance));
+        let index = slot as usize;
+        if self.is_local.len() <= index {
+            self.is_local.resize(index + 1, false);
+        }
+        self.is_local[index] = local;
+        if local {
+            self.known_local += 1;
+        }
+    }
+
+    /// Forgets an endpoint that left the set; after its
+    /// [`remove`](Self::remove).
+    pub(super) fn leave(&mut self, slot: u32) {
+        if let Some(local) = self.is_local.get_mut(slot as usize) {
+            if std::mem::take(local) {
+                self.known_local -= 1;
+            }
+        }
+    }
+
+    fn group(&mut self, slot: u32) -> &mut Ready {
+        if self.is_local.get(slot as usize).copied().unwrap_or(true) {
+            &mut self.local
+        } else {
+            &mut self.other
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.local.len() + self.other.len()
+    }
+
+    /// The share of the picks that go to the client's zone now (1 without
+    /// a locality).
+    pub(super) fn local_share(&self) -> f64 {
+        match &self.locality {
+            None => 1.0,
+            Some(_) if self.other.len() == 0 => 1.0,
+            Some(locality) => local_share(locality, self.local.len(), self.known_local),
+        }
+    }
+
+    pub(super) fn insert(&mut self, slot: u32, target: Arc<Target>, weight: u32) {
+        self.group(slot).insert(slot, target, weight);
+    }
+
+    pub(super) fn remove(&mut self, slot: u32) -> bool {
+        self.group(slot).remove(slot)
+    }
+
+    pub(super) fn set_weight(&mut self, slot: u32, weight: u32) {
+        self.group(slot).set_weight(slot, weight);
+    }
+
+    /// Sets the share of p2c's comparisons a ramping endpoint may win.
+    pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
+        self.group(slot).set_ramp(slot, factor);
+    }
+
+    /// A ready endpoint: in the group [`Split`] chooses, else in the other.
+    pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
+        if self.locality.is_none() || self.other.len() == 0 {
+            return self.local.pick(tried).or_else(|| self.other.pick(tried));
+        }
+        if self.local.len() == 0 {
+            return self.other.pick(tried);
+        }
+        let share = self.local_share();
+        match self.split.choose(share) {
+            Group::Local => self.local.pick(tried).or_else(|| self.other.pick(tried)),
+            Group::Other => self.other.pick(tried).or_else(|| self.local.pick(tried)),
+        }
+    }
+
+    /// The mean response time estimate of a few ready endpoints of both
+    /// groups, weighted by their sizes.
+    pub(super) fn mean_rtt(&self) -> Option<Duration> {
+        let (a, b) = (self.local.len() as u32, self.other.len() as u32);
+        match (self.local.mean_rtt(), self.other.mean_rtt()) {
+            (Some(x), Some(y)) => Some((x * a + y * b) / (a + b)),
+            (x, y) => x.or(y),
+        }
+    }
+
+    pub(super) fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.local.targets().chain(self.other.targets())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locals(split: &mut Split, share: f64, picks: usize) -> usize {
+        (0..picks)
+            .filter(|_| split.choose(share) == Group::Local)
+            .count()
+    }
+
+    #[test]
+    fn the_share_grows_with_the_ready_count_up_to_the_threshold() {
+        let locality = Locality::new("a");
+        // 10 endpoints, 0.7 of them needed: 7.
+        let shares: Vec<f64> = (0..=10).map(|r| local_share(&locality, r, 10)).collect();
+        for (ready, share) in shares.iter().enumerate() {
+            let wanted = (ready as f64 / 7.0).min(1.0);
+            assert!((share - wanted).abs() < 1e-9, "{ready}: {share}");
+        }
+        // Monotonic, and every step below the threshold is 1/7: no jump.
+        for pair in shares.windows(2) {
+            assert!(pair[1] >= pair[0]);
+            assert!(pair[1] - pair[0] <= 1.0 / 7.0 + 1e-9, "{shares:?}");
+        }
+        assert_eq!(local_share(&locality, 0, 0), 0.0);
+        // Two of two ready, then one left after the other deregistered.
+        assert_eq!(local_share(&locality, 2, 2), 1.0);
+        assert_eq!(local_share(&locality, 1, 1), 1.0);
+        // One of two ready (the other unreachable): 1 / 1.4.
+        assert!((local_share(&locality, 1, 2) - 1.0 / 1.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_minimum_count_holds_on_top_of_the_fraction() {
+        let locality = Locality::new("a").min_ready(3);
+        assert_eq!(local_share(&locality, 3, 3), 1.0);
+        assert!((local_share(&locality, 2, 2) - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(local_share(&locality, 7, 10), 1.0);
+        let none = Locality::new("a").min_ready_fraction(0.0).min_ready(0);
+        assert_eq!(local_share(&none, 1, 100), 1.0);
+        assert_eq!(local_share(&none, 0, 100), 0.0);
+        let clamped = Locality::new("a").min_ready_fraction(7.0);
+        assert!((local_share(&clamped, 9, 10) - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_split_gives_the_share_within_one_pick_over_any_run() {
+        for share in [0.0, 0.1, 1.0 / 3.0, 0.5, 5.0 / 7.0, 0.99, 1.0] {
+            let mut split = Split::default();
+            let mut local = 0;
+            for n in 1..=1000 {
+                local += locals(&mut split, share, 1);
+                let wanted = share * n as f64;
+                assert!(
+                    (local as f64 - wanted).abs() <= 1.0,
+                    "share {share}: {local} local of {n}"
+                );
+            }
+        }
+        let mut split = Split::default();
+        let sequence: String = (0..6)
+            .map(|_| match split.choose(0.5) {
+                Group::Local => 'L',
+                Group::Other => 'O',
+            })
+            .collect();
+        assert_eq!(sequence, "OLOLOL");
+    }
+
+    #[test]
+    fn no_flapping_at_the_threshold() {
+        // One endpoint of ten going in and out at the threshold (7 ↔ 6
+        // ready) moves the share by 1/7 each time, never to 0 or back, and
+        // the local picks follow within a pick of the share.
+        let locality = Locality::new("a");
+        let mut split = Split::default();
+        let mut local = 0;
+        let mut wanted = 0.0;
+        for round in 0..100 {
+            let ready = if round % 2 == 0 { 7 } else { 6 };
+            let share = local_share(&locality, ready, 10);
+            assert!(share >= 6.0 / 7.0 - 1e-9, "{share}");
+            local += locals(&mut split, share, 10);
+            wanted += share * 10.0;
+        }
+        assert!((local as f64 - wanted).abs() <= 1.0, "{local} vs {wanted}");
+        // A share that changes keeps no debt from before: after a long run
+        // at 0, a share of 1 is all local at once.
+        let mut split = Split::default();
+        assert_eq!(locals(&mut split, 0.0, 100), 0);
+        assert_eq!(locals(&mut split, 1.0, 10), 10);
+        assert_eq!(locals(&mut split, 0.0, 10), 0);
+    }
+
+    #[test]
+    fn zones_follow_the_metadata() {
+        let locality = Locality::new("a");
+        let a = Instance::new("svc", "127.0.0.1:1")
+            .unwrap()
+            .with_metadata("zone", "a");
+        let b = Instance::new("svc", "127.0.0.1:2")
+            .unwrap()
+            .with_metadata("zone", "b");
+        let none = Instance::new("svc", "127.0.0.1:3").unwrap();
+        assert!(locality.is_local(&a));
+        assert!(!locality.is_local(&b) && !locality.is_local(&none));
+
+        let mut zones = Zones::new(Policy::RoundRobin, Some(locality));
+        zones.join(0, &a);
+        zones.join(1, &b);
+        zones.join(2, &none);
+        assert_eq!(zones.known_local, 1);
+        assert_eq!(zones.local_share(), 0.0, "nothing ready yet");
+        zones.leave(0);
+        zones.leave(0);
+        assert_eq!(zones.known_local, 0);
+    }
+}
