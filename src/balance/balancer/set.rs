@@ -177,13 +177,12 @@ impl Set {
         self.ready = Zones::new(order, locality);
     }
 
-    /// Starts the slow start of `key` if it is ready and slow start is on:
-    /// its weight drops to the ramp's first step. O(log n).
-    pub(super) fn ramp_up(&mut self, key: &str) {
+    /// Starts the slow start of `key` at `now` if it is ready and slow
+    /// start is on: its weight drops to the ramp's first step. O(log n).
+    pub(super) fn ramp_up(&mut self, key: &str, now: Instant) {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
-        let now = Instant::now();
         if !entry.ready() || !self.ramps.start(key, now) {
             return;
         }
@@ -192,10 +191,9 @@ impl Set {
         self.ready.set_ramp(entry.slot, self.ramps.factor(key, now));
     }
 
-    /// Steps every ramping endpoint's weight to now; whether some are still
-    /// ramping. O(r log n) for r ramping.
-    pub(super) fn ramp_step(&mut self) -> bool {
-        let now = Instant::now();
+    /// Steps every ramping endpoint's weight to `now`; whether some are
+    /// still ramping. O(r log n) for r ramping.
+    pub(super) fn ramp_step(&mut self, now: Instant) -> bool {
         for (key, factor) in self.ramps.advance(now) {
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
@@ -474,7 +472,7 @@ impl Set {
         self.count(why, -1);
         // Back after a time out of rotation, it ramps up as a new one.
         if ready && self.ready.len() > 1 {
-            self.ramp_up(key);
+            self.ramp_up(key, Instant::now());
         }
         ready
     }
@@ -532,5 +530,7 @@ fn same_endpoint(a: &Instance, b: &Instance) -> bool {
         && a.metadata == b.metadata
 }
 
+#[cfg(test)]
+mod routing_tests;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
@@ -205,7 +205,7 @@ impl Shared {
 
     /// Steps the ramping weights to now; whether some still ramp.
     pub(super) fn ramp_step(&self) -> bool {
-        self.lock().ramp_step()
+        self.lock().ramp_step(Instant::now())
     }
 
     /// How many endpoints are known and how many of them are not ready.
@@ -301,7 +301,7 @@ impl Shared {
             for (key, instance, endpoint) in built {
                 let target = set.insert(key, instance, endpoint, rtt);
                 if warm {
-                    set.ramp_up(&target.key);
+                    set.ramp_up(&target.key, Instant::now());
                 }
                 self.attach(&target);
             }
