@@ -34,6 +34,7 @@
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
 //! - `metrics`: the metrics, scraped from the example binaries over HTTP.
+//! - `locality`: zone preference, spill-over and slow start's ramp.
 //! - `fixture`: the etcd fixture itself.
 
 #[path = "../support/mod.rs"]
@@ -49,6 +50,7 @@ mod faults;
 mod fixture;
 mod health;
 mod interop_formats;
+mod locality;
 mod metrics;
 mod registration;
 #[cfg(feature = "tls")]

@@ -30,8 +30,8 @@ struct Node {
     target: Arc<Target>,
     /// Index in `Ready::dense`.
     dense: u32,
-    /// Slow start's factor (1 unless ramping): the probability that p2c
-    /// lets it win a comparison (see `slow_start`).
+    /// Slow start's factor (1 unless ramping), which p2c reads (see
+    /// `slow_start`).
     ramp: f64,
 }
 
@@ -148,8 +148,10 @@ impl Ready {
             Order::Schedule(schedule) => schedule.pick(skip)?,
             Order::Random => {
                 let now = Instant::now();
+                // Slow start: a ramping endpoint wins with probability
+                // ramp / 2 (see `slow_start`).
                 let cost = |slot: u32| match node(slot).ramp {
-                    ramp if ramp < 1.0 && rand::random::<f64>() >= ramp => f64::INFINITY,
+                    ramp if ramp < 1.0 && rand::random::<f64>() >= ramp / 2.0 => f64::INFINITY,
                     _ => target(slot).load.cost(now),
                 };
                 let mut rng = rand::rng();

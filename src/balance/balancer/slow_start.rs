@@ -15,12 +15,17 @@
 //!   weight × the factor, an integer), at O(log n) per change;
 //! - round robin: with slow start on, it schedules by weight as weighted
 //!   round robin does, all weights equal ([`SCALE`]) but the ramping ones;
-//! - p2c: a ramping endpoint wins a comparison only with the probability of
-//!   its factor (otherwise its cost reads as infinite), so it gets that
-//!   fraction of the requests p2c would send it. Dividing its cost by the
-//!   factor, the other way, does not ramp: an endpoint without traffic sees
+//! - p2c: a ramping endpoint wins a comparison only with probability
+//!   `factor / 2` (otherwise its cost reads as infinite). With `n`
+//!   endpoints, a newcomer less loaded than all the others (the usual case:
+//!   it has nothing in flight yet) is one of the two drawn in `2 / n` of
+//!   the picks and would win them all; it now gets `factor / n`, the factor
+//!   times its fair share, as with weighted round robin. When it is not the
+//!   least loaded it gets less, never more. Dividing its cost by the factor
+//!   instead does not ramp: with few requests in flight the comparison is
+//!   between response time estimates, and an endpoint without traffic sees
 //!   its estimate decay, so it would get nothing until the estimate fell
-//!   below factor × its peers', then a burst.
+//!   below `factor ×` its peers', then a burst.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
