@@ -186,20 +186,35 @@ impl Split {
     }
 }
 
+/// Where an endpoint of the set sits: its group, and its slot in that
+/// group's structures.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    local: bool,
+    slot: u32,
+}
+
 /// The ready endpoints in two groups, each in its policy's structure: the
 /// client's zone and the others. Without a [`Locality`] every endpoint is
-/// in the first group and a pick costs what the policy's does; with one, a
-/// pick first chooses the group ([`Split`], O(1)), then picks in it, and
-/// falls back to the other group when the chosen one has nothing left to
-/// try.
+/// in the first group, under its own slot, and a pick costs what the
+/// policy's does; with one, a pick first chooses the group ([`Split`],
+/// O(1)), then picks in it, and falls back to the other group when the
+/// chosen one has nothing left to try.
+///
+/// With a locality each group numbers its endpoints itself, so that its
+/// structures (indexed by slot) stay dense: sized by the group, not by the
+/// set, which halves their cache footprint with two even zones.
 #[derive(Debug)]
 pub(super) struct Zones {
     locality: Option<Locality>,
     local: Ready,
     other: Ready,
-    /// By slot: whether the endpoint is in the client's zone (always true
-    /// without a locality).
-    is_local: Vec<bool>,
+    /// By the set's slot: where the endpoint is, while in the set.
+    places: Vec<Option<Place>>,
+    /// Per group (local, other): the slots given back, and the next never
+    /// used.
+    free: [Vec<u32>; 2],
+    next: [u32; 2],
     /// The endpoints of the client's zone, ready or not.
     known_local: usize,
     split: Split,
@@ -212,7 +227,9 @@ impl Zones {
             locality,
             local: Ready::new(policy),
             other: Ready::new(policy),
-            is_local: Vec::new(),
+            places: Vec::new(),
+            free: [Vec::new(), Vec::new()],
+            next: [0, 0],
             known_local: 0,
             split: Split::default(),
         }
@@ -226,10 +243,22 @@ impl Zones {
             .as_ref()
             .is_none_or(|locality| locality.is_local(instance));
         let index = slot as usize;
-        if self.is_local.len() <= index {
-            self.is_local.resize(index + 1, false);
+        if self.places.len() <= index {
+            self.places.resize(index + 1, None);
         }
-        self.is_local[index] = local;
+        let group_slot = if self.locality.is_none() {
+            slot
+        } else {
+            let group = usize::from(!local);
+            self.free[group].pop().unwrap_or_else(|| {
+                self.next[group] += 1;
+                self.next[group] - 1
+            })
+        };
+        self.places[index] = Some(Place {
+            local,
+            slot: group_slot,
+        });
         if local {
             self.known_local += 1;
         }
@@ -238,19 +267,26 @@ impl Zones {
     /// Forgets an endpoint that left the set; after its
     /// [`remove`](Self::remove).
     pub(super) fn leave(&mut self, slot: u32) {
-        if let Some(local) = self.is_local.get_mut(slot as usize) {
-            if std::mem::take(local) {
-                self.known_local -= 1;
-            }
+        let Some(place) = self.places.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if place.local {
+            self.known_local -= 1;
+        }
+        if self.locality.is_some() {
+            self.free[usize::from(!place.local)].push(place.slot);
         }
     }
 
-    fn group(&mut self, slot: u32) -> &mut Ready {
-        if self.is_local.get(slot as usize).copied().unwrap_or(true) {
+    /// The group of the set's `slot`, and its slot there.
+    fn group(&mut self, slot: u32) -> (&mut Ready, u32) {
+        let place = self.places[slot as usize].expect("a joined slot");
+        let ready = if place.local {
             &mut self.local
         } else {
             &mut self.other
-        }
+        };
+        (ready, place.slot)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -267,21 +303,26 @@ impl Zones {
         }
     }
 
+    /// Makes a [`join`](Self::join)ed endpoint pickable.
     pub(super) fn insert(&mut self, slot: u32, target: Arc<Target>, weight: u32) {
-        self.group(slot).insert(slot, target, weight);
+        let (ready, slot) = self.group(slot);
+        ready.insert(slot, target, weight);
     }
 
     pub(super) fn remove(&mut self, slot: u32) -> bool {
-        self.group(slot).remove(slot)
+        let (ready, slot) = self.group(slot);
+        ready.remove(slot)
     }
 
     pub(super) fn set_weight(&mut self, slot: u32, weight: u32) {
-        self.group(slot).set_weight(slot, weight);
+        let (ready, slot) = self.group(slot);
+        ready.set_weight(slot, weight);
     }
 
-    /// Sets the share of p2c's comparisons a ramping endpoint may win.
+    /// Sets slow start's factor of a ready endpoint, which p2c reads.
     pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
-        self.group(slot).set_ramp(slot, factor);
+        let (ready, slot) = self.group(slot);
+        ready.set_ramp(slot, factor);
     }
 
     /// A ready endpoint: in the group [`Split`] chooses, else in the other.
@@ -427,6 +468,17 @@ mod tests {
         zones.join(2, &none);
         assert_eq!(zones.known_local, 1);
         assert_eq!(zones.local_share(), 1.0, "no other zone is ready either");
+        // Each group numbers its own endpoints densely, and reuses numbers.
+        let slots: Vec<(bool, u32)> = zones
+            .places
+            .iter()
+            .flatten()
+            .map(|p| (p.local, p.slot))
+            .collect();
+        assert_eq!(slots, [(true, 0), (false, 0), (false, 1)]);
+        zones.leave(1);
+        zones.join(3, &b);
+        assert_eq!(zones.places[3].unwrap().slot, 0);
         zones.leave(0);
         zones.leave(0);
         assert_eq!(zones.known_local, 0);

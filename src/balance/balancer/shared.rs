@@ -192,6 +192,11 @@ impl Shared {
         }
     }
 
+    /// Whether slow start is on.
+    pub(super) fn slow_start(&self) -> bool {
+        self.options.slow_start.is_some()
+    }
+
     /// Waits until some endpoint ramps up (slow start); then the step
     /// between two [`ramp_step`](Self::ramp_step)s.
     pub(super) async fn ramp_started(&self) -> Duration {

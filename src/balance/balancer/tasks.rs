@@ -67,7 +67,7 @@ pub(super) async fn drive(
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            step = shared.ramp_started(), if ramp.is_none() => {
+            step = shared.ramp_started(), if ramp.is_none() && shared.slow_start() => {
                 let mut interval = tokio::time::interval(step);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ramp = Some(interval);

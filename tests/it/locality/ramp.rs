@@ -122,5 +122,5 @@ async fn p2c_ramps_a_new_server_up_over_the_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2c_without_slow_start_gives_a_new_server_its_share_at_once() {
     let shares = shares_per_second(Policy::P2c, None).await;
-    assert!(shares[0] > 0.3, "{shares:?}");
+    assert!(shares[0] > 0.25, "{shares:?}");
 }
