@@ -1,7 +1,8 @@
-//! Rows 20 and 21: what a pick costs with locality-aware routing (two zones,
-//! the local one taking half of the picks, so that both groups are used) and
-//! with slow start (1 % of the endpoints ramping), per policy, at 3, 1,000
-//! and 100,000 endpoints; through the crate's hidden `PickBench` hook.
+//! Rows 20 and 21: what a pick costs with locality-aware routing (two even
+//! zones; the local one taking every pick, the usual state, or half of them,
+//! spilling over, so that both groups are used) and with slow start (1 % of
+//! the endpoints ramping), per policy, at 3, 1,000 and 100,000 endpoints;
+//! through the crate's hidden `PickBench` hook.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -33,14 +34,23 @@ fn insert(
         .collect()
 }
 
-/// `n` endpoints, every other one in zone `a`; the locality needs all of
-/// them ready and twice as many (`min_ready(n)`), so the share is 1/2.
-fn zoned(policy: Policy, n: usize) -> PickBench {
-    let locality = Locality::new("a").min_ready_fraction(1.0).min_ready(n);
+/// `n` endpoints, every other one in zone `a`, with `locality`.
+fn zoned(policy: Policy, n: usize, locality: Locality) -> PickBench {
     let bench = PickBench::routed(policy, Some(locality), None);
     bench.apply(insert(0..n, |i| if i % 2 == 0 { "a" } else { "b" }));
     assert_eq!(bench.len(), n);
     bench
+}
+
+/// Zone `a` takes every pick (all its endpoints ready).
+fn all_local(policy: Policy, n: usize) -> PickBench {
+    zoned(policy, n, Locality::new("a"))
+}
+
+/// Zone `a` takes half of the picks: the locality needs twice as many
+/// endpoints as it has (`min_ready(n)`).
+fn half_local(policy: Policy, n: usize) -> PickBench {
+    zoned(policy, n, Locality::new("a").min_ready(n))
 }
 
 /// `n` endpoints, then 1 % more (at least one) that ramp.
@@ -121,9 +131,11 @@ fn row(
         .collect()
 }
 
-/// Row 20: locality, the local zone taking half of the picks.
+/// Row 20: locality, the local zone taking every pick, then half of them.
 pub(crate) fn locality_cost(sizes: &[usize], picks: usize) -> Vec<Row> {
-    row(20, "locality (half local)", sizes, picks, zoned)
+    let mut rows = row(20, "locality (all local)", sizes, picks, all_local);
+    rows.extend(row(20, "locality (half spilled)", sizes, picks, half_local));
+    rows
 }
 
 /// Row 21: slow start, 1 % of the endpoints ramping.
