@@ -1,8 +1,8 @@
 //! [`Shared`]: what every clone of a balancer, its tasks and its requests
 //! share: the policy, the endpoint template, the endpoint set, and the rules
-//! that change it. (About 440 lines: the batch apply, the removal grace and
+//! that change it. (About 490 lines: the batch apply, the removal grace and
 //! the connect-failure ejection all take the one lock; ejections for answers
-//! live in `exclusion.rs`.)
+//! live in `exclusion.rs`, slow start's ramps in `slow_start.rs`.)
 //!
 //! ```text
 //! Insert ──► Ready ──(connect error on a request)──► Unreachable ──(probe connects)──► Ready

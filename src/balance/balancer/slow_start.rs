@@ -50,8 +50,9 @@ pub(super) const SCALE: u32 = 100;
 /// aggression))` at `t` after the start, as in Envoy's slow start mode; an
 /// aggression above 1 ramps faster at first. Weighted round robin and p2c
 /// read it, and round robin too: with slow start on it schedules by weight
-/// (all equal but the ramping ones). The weights are stepped a few dozen
-/// times over the window.
+/// (all equal but the ramping ones; its picks then cost O(log n), as
+/// weighted round robin's). The ramping weights are stepped every `window /
+/// 40`, between 10 ms and 500 ms apart, only while something ramps.
 ///
 /// ```
 /// use std::time::Duration;
