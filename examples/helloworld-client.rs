@@ -57,6 +57,18 @@
 //! cargo run --example helloworld-client -- --requests 30 --metrics-listen 127.0.0.1:9101 --linger-ms 5000 &
 //! curl -s http://127.0.0.1:9101/metrics | grep tonic_etcd_client_requests_total
 //! ```
+//!
+//! `--zone Z` prefers the servers registered with `--zone Z`: they take every
+//! request while at least 70 % of them are ready, and a share that shrinks
+//! smoothly below that, the rest going to the other zones (and to servers
+//! without a zone). `--slow-start-ms N` ramps a server that joins (or comes
+//! back) from 10 % of its share to all of it over N ms. Both need one of the
+//! crate's balancers.
+//!
+//! ```text
+//! cargo run --example helloworld-client -- --zone a --requests 10
+//! cargo run --example helloworld-client -- --balancer weighted --slow-start-ms 30000 --requests 1000 --interval-ms 50
+//! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -148,6 +160,15 @@ struct Args {
     /// The request header that carries the key.
     #[arg(long, value_name = "NAME", default_value = tonic_etcd::balance::DEFAULT_HASH_KEY_HEADER)]
     hash_key_header: tonic::metadata::AsciiMetadataKey,
+    /// Zone of this client: the servers registered with the same `--zone`
+    /// take the requests while enough of them are ready (the crate's
+    /// balancers only).
+    #[arg(long, value_name = "Z")]
+    zone: Option<String>,
+    /// Slow start window, in milliseconds: a server that joins ramps from 10 %
+    /// of its share to all of it over N ms (the crate's balancers only).
+    #[arg(long, value_name = "N")]
+    slow_start_ms: Option<u64>,
 }
 
 /// `on` or `off`.
@@ -245,6 +266,12 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
             }
             let header = http::HeaderName::from_bytes(args.hash_key_header.as_str().as_bytes())?;
             builder = builder.hash_key_header(header);
+            if let Some(zone) = &args.zone {
+                builder = builder.locality(tonic_etcd::Locality::new(zone.as_str()));
+            }
+            if let Some(ms) = args.slow_start_ms {
+                builder = builder.slow_start(tonic_etcd::SlowStart::new(Duration::from_millis(ms)));
+            }
             Greeter::Balancer(GreeterClient::new(builder.discover(discovery).await?))
         }
         None => {

@@ -135,6 +135,7 @@ pub mod tls;
 pub use balance::HashKey;
 pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
+pub use balance::{Locality, SlowStart};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, ErrorChain, Result};

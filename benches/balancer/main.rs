@@ -19,7 +19,8 @@
 //! (9b, 10: one change, pick cost per policy), `bad_instance` (12,
 //! 13: one failing or frozen instance of three), `hashing` (17a–d:
 //! consistent hashing's keyed pick, keys moved, ring memory, one change),
-//! and `recorder` (4m:
+//! `routing` (20, 21: pick cost with locality and with slow start), and
+//! `recorder` (4m:
 //! `--only 40`, never by default, as it installs a global recorder).
 
 #[path = "../../tests/support/mod.rs"]
@@ -37,6 +38,7 @@ mod picks;
 #[cfg(feature = "metrics")]
 mod recorder;
 mod remove;
+mod routing;
 mod scale;
 mod servers;
 mod slow;
@@ -142,6 +144,21 @@ fn main() {
                 &sizes,
                 if quick { 20_000 } else { 200_000 },
             ));
+        }
+        if args.runs(20) || args.runs(21) {
+            eprintln!("pick cost with locality and slow start…");
+            let sizes = if quick {
+                vec![3, 1_000, 10_000]
+            } else {
+                vec![3, 1_000, 100_000]
+            };
+            let picks = if quick { 20_000 } else { 200_000 };
+            if args.runs(20) {
+                rows.extend(routing::locality_cost(&sizes, picks));
+            }
+            if args.runs(21) {
+                rows.extend(routing::slow_start_cost(&sizes, picks));
+            }
         }
         if args.runs(11) {
             eprintln!("idle endpoints…");

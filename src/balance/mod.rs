@@ -112,8 +112,8 @@ mod tonic_channel;
 #[doc(hidden)]
 pub use balancer::PickBench;
 pub use balancer::{
-    Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
-    Policy, ResponseFuture,
+    Balancer, BalancerBuilder, EndpointState, EndpointStatus, Locality, OutlierDetection,
+    ParsePolicyError, Policy, ResponseFuture, SlowStart,
 };
 pub use balancer::{HashKey, DEFAULT_HASH_KEY_HEADER};
 pub use tonic_channel::tonic_channel;

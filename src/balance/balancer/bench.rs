@@ -9,8 +9,10 @@ use tower::discover::Change;
 
 use super::hash_key::hash;
 use super::pick::Pick;
+use super::locality::Locality;
 use super::policy::Policy;
-use super::shared::Shared;
+use super::shared::{Options, Shared};
+use super::slow_start::SlowStart;
 use crate::endpoint::default_endpoint;
 use crate::instance::Instance;
 
@@ -44,6 +46,30 @@ impl PickBench {
             policy,
             Arc::new(default_endpoint),
             Duration::ZERO,
+        );
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// As [`new`](Self::new), with locality-aware routing and slow start
+    /// (endpoints of a later batch ramp; nothing steps their ramps).
+    pub fn routed(
+        policy: Policy,
+        locality: Option<Locality>,
+        slow_start: Option<SlowStart>,
+    ) -> Self {
+        let options = Options {
+            locality,
+            slow_start,
+            ..Options::default()
+        };
+        let shared = Shared::with_options(
+            String::new(),
+            policy,
+            Arc::new(default_endpoint),
+            Duration::ZERO,
+            options,
         );
         Self {
             shared: Arc::new(shared),

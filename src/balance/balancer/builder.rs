@@ -11,10 +11,12 @@ use tonic::transport::Endpoint;
 use tower::discover::Change;
 use tracing::info_span;
 
+use super::locality::Locality;
 use super::outlier::OutlierDetection;
 use super::policy::Policy;
 use super::service::Balancer;
 use super::shared::{Options, Shared, Template};
+use super::slow_start::SlowStart;
 use crate::discovery::{Discovery, DiscoveryView};
 use crate::endpoint::default_endpoint;
 use crate::error::Result;
@@ -92,6 +94,8 @@ impl fmt::Debug for BalancerBuilder {
             .field("health_check", &self.options.health_check)
             .field("removal_grace", &self.options.removal_grace)
             .field("hashing", &self.options.hashing)
+            .field("locality", &self.options.locality)
+            .field("slow_start", &self.options.slow_start)
             .finish_non_exhaustive()
     }
 }
@@ -280,6 +284,47 @@ impl BalancerBuilder {
     /// ```
     pub fn hash_ring_vnodes(mut self, points: u32) -> Self {
         self.options.hashing.vnodes = points;
+        self
+    }
+
+    /// Sets locality-aware routing: the client's zone, whose endpoints (those
+    /// with the metadata `zone` of that name) take the requests while enough
+    /// of them are ready, the other zones and the endpoints without a zone
+    /// taking a share that grows smoothly as the zone's ready endpoints fall
+    /// below the threshold (see [`Locality`] for the rule and its defaults:
+    /// 70 % of the zone's endpoints, and at least one). Composes with every
+    /// policy: each picks within the group chosen. Defaults to none: every
+    /// endpoint alike, whatever its zone.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Locality, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::P2c).locality(Locality::new("eu-west-1a"));
+    /// let strict = Balancer::builder(Policy::RoundRobin)
+    ///     .locality(Locality::new("a").min_ready_fraction(1.0).min_ready(2));
+    /// ```
+    pub fn locality(mut self, locality: Locality) -> Self {
+        self.options.locality = Some(locality);
+        self
+    }
+
+    /// Sets slow start: an endpoint that joins while others are ready, or
+    /// comes back into rotation (reconnected, readmitted after an ejection,
+    /// healthy again), gets a share of the requests that ramps from 10 % of
+    /// its weight to all of it over the window (see [`SlowStart`] for the
+    /// curve, after Envoy's). Weighted round robin and p2c read the ramp;
+    /// round robin with slow start schedules by weight, all equal but the
+    /// ramping endpoints'. Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_etcd::{Balancer, Policy, SlowStart};
+    ///
+    /// let builder = Balancer::builder(Policy::Weighted)
+    ///     .slow_start(SlowStart::new(Duration::from_secs(30)));
+    /// ```
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.options.slow_start = Some(slow_start);
         self
     }
 

@@ -27,6 +27,9 @@
 //! - `hash_key`: [`HashKey`] and how a request's key is read and hashed;
 //!   `pick`: what a pick goes by besides the endpoints (the request's key,
 //!   the requests in flight);
+//! - routing: `locality` ([`Locality`], the client's zone first, spilling
+//!   over smoothly) and `slow_start` ([`SlowStart`], the ramp of a new
+//!   endpoint's weight), both over plain data;
 //! - `bench`: a hidden hook that lets the benchmarks time a pick alone.
 
 mod bench;
@@ -41,6 +44,7 @@ mod head;
 mod health;
 mod health_wiring;
 mod load;
+mod locality;
 mod outcome;
 mod outlier;
 mod pick;
@@ -53,6 +57,7 @@ mod schedule;
 mod service;
 mod set;
 mod shared;
+mod slow_start;
 mod status;
 mod target;
 mod tasks;
@@ -61,9 +66,11 @@ mod tasks;
 pub use bench::PickBench;
 pub use builder::BalancerBuilder;
 pub use hash_key::{HashKey, DEFAULT_HASH_KEY_HEADER};
+pub use locality::Locality;
 pub use outlier::OutlierDetection;
 pub use policy::{ParsePolicyError, Policy};
 pub use service::{Balancer, ResponseFuture};
+pub use slow_start::SlowStart;
 pub use status::{EndpointState, EndpointStatus};
 
 const _: () = {
@@ -74,6 +81,8 @@ const _: () = {
     assert_bounds::<Policy>();
     assert_bounds::<EndpointStatus>();
     assert_bounds::<OutlierDetection>();
+    assert_bounds::<Locality>();
+    assert_bounds::<SlowStart>();
     assert_bounds::<EndpointState>();
     assert_bounds::<HashKey>();
     assert_send_sync::<BalancerBuilder>();

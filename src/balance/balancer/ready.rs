@@ -46,6 +46,8 @@ struct Dense {
     slot: u32,
     load: Arc<PeakEwma>,
     target: Arc<Target>,
+    /// Slow start's factor (1 unless ramping; see `slow_start`).
+    ramp: f64,
 }
 
 impl Dense {
@@ -55,8 +57,14 @@ impl Dense {
     /// each), and misses that overlap cost about one: the two candidates'
     /// four lines are read at once rather than the winner's target after
     /// the comparison.
+    ///
+    /// Slow start: a ramping endpoint wins with probability ramp / 2 (see
+    /// `slow_start`); otherwise it counts as infinitely loaded.
     fn cost(&self, now: Nanos) -> f64 {
         std::hint::black_box(Arc::strong_count(&self.target));
+        if self.ramp < 1.0 && rand::random::<f64>() >= self.ramp / 2.0 {
+            return f64::INFINITY;
+        }
         self.load.cost(now)
     }
 }
@@ -145,6 +153,7 @@ impl Ready {
             slot,
             load: target.load.clone(),
             target: target.clone(),
+            ramp: 1.0,
         });
         self.nodes[index] = Some(Node {
             target,
@@ -194,16 +203,23 @@ impl Ready {
         }
     }
 
+    /// Sets slow start's factor of a ready `slot`, which p2c reads.
+    pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
+        if let Some(Some(node)) = self.nodes.get(slot as usize) {
+            self.dense[node.dense as usize].ramp = factor;
+        }
+    }
+
     /// A ready endpoint by the policy and `pick`, passing over the targets
     /// whose epochs are in `tried`.
     pub(super) fn pick(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
-        let target = |slot: u32| {
-            &nodes[slot as usize]
+        let node = |slot: u32| {
+            nodes[slot as usize]
                 .as_ref()
                 .expect("a picked slot is ready")
-                .target
         };
+        let target = |slot: u32| &node(slot).target;
         let skip = |slot: u32| !tried.is_empty() && tried.contains(&target(slot).epoch);
         let slot = match &mut self.order {
             Order::Rotation(rotation) => rotation.pick(skip)?,
