@@ -16,6 +16,13 @@
 //! round the ring to the next endpoint that is not. See `Ready::pick` for
 //! the bound.
 //!
+//! The number of points per endpoint is fixed for the ring's life (100 by
+//! default), not scaled down as the set grows: a count that depended on n
+//! would change every endpoint's points when n crosses a step, moving keys
+//! that were on no leaving endpoint, and two clients that saw different
+//! histories could disagree. Large fleets choose fewer points up front
+//! (`BalancerBuilder::hash_ring_vnodes`).
+
 //! # Layout
 //!
 //! The points live in buckets by the top bits of their position, each a
