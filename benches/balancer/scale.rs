@@ -162,11 +162,12 @@ fn idle_balancer(n: usize) -> Idle {
 /// Row 11: what an endpoint never picked costs, at `n` endpoints, next to
 /// the same measure at `small` endpoints.
 ///
-/// The RSS growth is read on the first balancer of `n`, made before any
-/// other large one: later ones reuse the memory the allocator kept from the
-/// first, and grow the RSS by little or nothing. The heap bytes held (from
-/// the harness's counting allocator) do not depend on that reuse: they are
-/// the median of 3.
+/// Two readings, each a lower bound: the RSS growth, read on the first
+/// balancer of `n` of this row (a balancer made after freed memory, from an
+/// earlier one or an earlier row, reuses it and grows the RSS by less); and
+/// the heap bytes held (from the harness's counting allocator), which do not
+/// depend on that reuse but leave out the allocator's own overhead, the
+/// median of 3. The goal is judged on the larger.
 pub(crate) async fn idle_memory(n: usize, small: usize) -> Row {
     let per = |bytes: f64, n: usize| bytes / n as f64;
     let first = idle_balancer(n);
@@ -193,23 +194,24 @@ pub(crate) async fn idle_memory(n: usize, small: usize) -> Row {
     };
     let heap_spread = spread(&heap);
     let (heap_bytes, small_bytes, blocks) = (median(heap), median(small_heap), median(blocks));
+    let bytes = rss_bytes.max(heap_bytes);
     Row {
         name: format!("11. memory per idle endpoint, {n} endpoints"),
         ours: format!(
-            "{rss_bytes:.0} B/endpoint RSS; heap held {heap_bytes:.0} B/endpoint \
-             ({heap_spread}; {blocks:.1} allocations)"
+            "{bytes:.0} B/endpoint: heap held {heap_bytes:.0} ({heap_spread}; {blocks:.1} \
+             allocations), RSS growth {rss_bytes:.0}"
         ),
         baseline: format!("heap held {small_bytes:.0} B/endpoint at {small} endpoints"),
         goal: "≤ ~1 KB per endpoint never picked".into(),
-        met: Met::from(rss_bytes <= 1100.0),
+        met: Met::from(bytes <= 1100.0),
         reading: format!(
-            "RSS growth of the process (from /proc/self/statm, so the allocator's overhead \
-             counts) while a round-robin balancer takes a static list of {n} instances, \
-             divided by {n}, on the first such balancer of the process (later ones reuse \
-             the memory it freed); heap held: bytes asked of the allocator less bytes given \
-             back, per endpoint, median of 3 (range shown); instances are made as the list \
-             is read, so they count; no endpoint is picked, so no channel (and no task) \
-             exists"
+            "the larger of two lower bounds, per endpoint while a round-robin balancer takes \
+             a static list of {n} instances: the heap held (bytes asked of the allocator \
+             less bytes given back; median of 3, range shown; leaves out the allocator's \
+             overhead) and the RSS growth of the process (from /proc/self/statm, on this \
+             row's first such balancer; less when earlier rows left freed memory to \
+             reuse); instances are made as the list is read, so they count; no endpoint \
+             is picked, so no channel (and no task) exists"
         ),
     }
 }

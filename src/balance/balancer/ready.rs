@@ -316,3 +316,79 @@ fn p2c_untried(
     let index = p2c(untried.len(), |i| cost(untried[i]), rng)?;
     Some(untried[index])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use tokio::runtime::Handle;
+
+    use super::*;
+    use crate::endpoint::default_endpoint;
+    use crate::instance::Instance;
+
+    fn target(slot: u32, epoch: u64, rtt_ms: u64) -> Arc<Target> {
+        let instance = Instance::new("svc", format!("127.0.0.1:{}", 1_000 + slot)).unwrap();
+        Arc::new(Target::new(
+            format!("k{slot:03}"),
+            instance.addr.clone(),
+            default_endpoint(&instance).unwrap(),
+            Handle::current(),
+            PeakEwma::new(Duration::from_millis(rtt_ms)),
+            epoch,
+        ))
+    }
+
+    /// Every ready slot is in the dense list once, pointing at its target's
+    /// load, and the nodes know their places.
+    fn check(ready: &Ready) {
+        assert_eq!(ready.dense.len(), ready.targets().count());
+        for (index, dense) in ready.dense.iter().enumerate() {
+            let node = ready.nodes[dense.slot as usize].as_ref().unwrap();
+            assert_eq!(node.dense as usize, index);
+            assert!(Arc::ptr_eq(&node.target, &dense.target));
+            assert!(Arc::ptr_eq(&node.target.load, &dense.load));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_dense_list_follows_random_changes() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut ready = Ready::new(Policy::P2c);
+        let mut epoch = 0;
+        let mut there = HashSet::new();
+        for _ in 0..2_000 {
+            let slot = rng.random_range(0..40u32);
+            epoch += 1;
+            if rng.random_bool(0.6) {
+                // A new target, or a replacement of the one there.
+                ready.insert(slot, target(slot, epoch, 10), 1);
+                there.insert(slot);
+            } else {
+                assert_eq!(ready.remove(slot), there.remove(&slot));
+            }
+            check(&ready);
+            let picked = ready.pick(&[]);
+            assert_eq!(picked.is_some(), !there.is_empty());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn p2c_reads_the_replaced_targets_load() {
+        let mut ready = Ready::new(Policy::P2c);
+        ready.insert(0, target(0, 1, 10), 1);
+        ready.insert(1, target(1, 2, 10), 1);
+        // Slot 0 gets a new target whose estimate is far worse: p2c, which
+        // always draws both of two, never picks it.
+        ready.insert(0, target(0, 3, 10_000), 1);
+        check(&ready);
+        for _ in 0..50 {
+            assert_eq!(ready.pick(&[]).unwrap().epoch, 2);
+        }
+        // Unless the other was tried already.
+        assert_eq!(ready.pick(&[2]).unwrap().epoch, 3);
+        assert!(ready.pick(&[2, 3]).is_none());
+    }
+}
