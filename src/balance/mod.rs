@@ -19,7 +19,7 @@
 //! # The crate's own balancer
 //!
 //! A [`Balancer`] is a cloneable `tower::Service` for any tonic generated
-//! client, with a [`Policy`]: round robin, smooth weighted round robin over
+//! client, with a [`Policy`]: round robin, weighted round robin over
 //! the registry weights, power of two choices over peak-EWMA load, or
 //! consistent hashing with bounded loads over a request's [`HashKey`]. It fails
 //! fast when no endpoint is ready, ejects endpoints it cannot connect to (and
