@@ -23,6 +23,17 @@
 //! cargo run --example helloworld-client -- --requests 40 --balancer weighted
 //! ```
 //!
+//! `--balancer consistent-hash` sends requests with the same key to the same
+//! server (consistent hashing with bounded loads); `--hash-key KEY` sends
+//! every request with that key, in the request header `x-hash-key` (the
+//! balancer's default), or in the header named by `--hash-key-header NAME`
+//! (the balancer then reads that one). Without `--hash-key`, requests take
+//! the servers in turn.
+//!
+//! ```text
+//! cargo run --example helloworld-client -- --balancer consistent-hash --hash-key user-42
+//! ```
+//!
 //! `--outlier-detection on|off` (default `on`) turns the balancer's passive
 //! outlier detection on or off; `--health-check` adds active health checks
 //! (`grpc.health.v1`, service `helloworld.Greeter`).
@@ -45,6 +56,18 @@
 //! ```text
 //! cargo run --example helloworld-client -- --requests 30 --metrics-listen 127.0.0.1:9101 --linger-ms 5000 &
 //! curl -s http://127.0.0.1:9101/metrics | grep tonic_etcd_client_requests_total
+//! ```
+//!
+//! `--zone Z` prefers the servers registered with `--zone Z`: they take every
+//! request while at least 70 % of them are ready, and a share that shrinks
+//! smoothly below that, the rest going to the other zones (and to servers
+//! without a zone). `--slow-start-ms N` ramps a server that joins (or comes
+//! back) from 10 % of its share to all of it over N ms. Both need one of the
+//! crate's balancers.
+//!
+//! ```text
+//! cargo run --example helloworld-client -- --zone a --requests 10
+//! cargo run --example helloworld-client -- --balancer weighted --slow-start-ms 30000 --requests 1000 --interval-ms 50
 //! ```
 
 use std::process::ExitCode;
@@ -130,6 +153,22 @@ struct Args {
     /// for 30 s and more.
     #[arg(long, value_name = "on|off", value_enum, default_value_t = Switch::On)]
     outlier_detection: Switch,
+    /// With --balancer consistent-hash: the key of every request, sent in the
+    /// key header; requests with one key go to one server.
+    #[arg(long, value_name = "KEY")]
+    hash_key: Option<String>,
+    /// The request header that carries the key.
+    #[arg(long, value_name = "NAME", default_value = tonic_etcd::balance::DEFAULT_HASH_KEY_HEADER)]
+    hash_key_header: tonic::metadata::AsciiMetadataKey,
+    /// Zone of this client: the servers registered with the same `--zone`
+    /// take the requests while enough of them are ready (the crate's
+    /// balancers only).
+    #[arg(long, value_name = "Z")]
+    zone: Option<String>,
+    /// Slow start window, in milliseconds: a server that joins ramps from 10 %
+    /// of its share to all of it over N ms (the crate's balancers only).
+    #[arg(long, value_name = "N")]
+    slow_start_ms: Option<u64>,
 }
 
 /// `on` or `off`.
@@ -153,6 +192,8 @@ enum BalancerKind {
     Weighted,
     /// The crate's balancer, power of two choices over peak-EWMA load.
     P2c,
+    /// The crate's balancer, consistent hashing with bounded loads over --hash-key.
+    ConsistentHash,
     /// tonic's balanced channel (random pick; waits while there is no instance).
     Tonic,
 }
@@ -211,6 +252,7 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         BalancerKind::RoundRobin => Some(Policy::RoundRobin),
         BalancerKind::Weighted => Some(Policy::Weighted),
         BalancerKind::P2c => Some(Policy::P2c),
+        BalancerKind::ConsistentHash => Some(Policy::ConsistentHash),
         BalancerKind::Tonic => None,
     };
     let mut greeter = match policy {
@@ -222,6 +264,14 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
             if args.health_check {
                 builder = builder.health_check("helloworld.Greeter");
             }
+            let header = http::HeaderName::from_bytes(args.hash_key_header.as_str().as_bytes())?;
+            builder = builder.hash_key_header(header);
+            if let Some(zone) = &args.zone {
+                builder = builder.locality(tonic_etcd::Locality::new(zone.as_str()));
+            }
+            if let Some(ms) = args.slow_start_ms {
+                builder = builder.slow_start(tonic_etcd::SlowStart::new(Duration::from_millis(ms)));
+            }
             Greeter::Balancer(GreeterClient::new(builder.discover(discovery).await?))
         }
         None => {
@@ -232,13 +282,18 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
         }
     };
 
+    // Checked once: a key that is not a valid header value fails the run.
+    let hash_key = match &args.hash_key {
+        Some(key) => Some(tonic::metadata::AsciiMetadataValue::try_from(key.as_str())?),
+        None => None,
+    };
     let timeout = Duration::from_millis(args.timeout_ms);
     let (mut ok, mut failed) = (0, 0);
     for i in 0..args.requests {
         if i > 0 && args.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
-        match say_hello(&mut greeter, &args, timeout).await {
+        match say_hello(&mut greeter, &args, hash_key.as_ref(), timeout).await {
             Ok(message) => {
                 println!("{message}");
                 ok += 1;
@@ -261,11 +316,17 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
 async fn say_hello(
     greeter: &mut Greeter,
     args: &Args,
+    hash_key: Option<&tonic::metadata::AsciiMetadataValue>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let request = HelloRequest {
+    let mut request = tonic::Request::new(HelloRequest {
         name: args.name.clone(),
-    };
+    });
+    if let Some(key) = hash_key {
+        request
+            .metadata_mut()
+            .insert(args.hash_key_header.clone(), key.clone());
+    }
     let reply = match greeter {
         Greeter::Balancer(client) => tokio::time::timeout(timeout, client.say_hello(request)).await,
         Greeter::Tonic(client, view) => {

@@ -29,6 +29,15 @@
 //! the same lease. On SIGTERM it says NOT_SERVING first, then deregisters.
 //! For fault drills, `--error-rate F` answers that fraction of calls
 //! `UNAVAILABLE` ("injected failure") and `--delay-ms N` delays every reply.
+//!
+//! `--zone Z` registers the metadata `zone=Z`, which clients with `--zone`
+//! use to prefer the servers of their own zone:
+//!
+//! ```text
+//! cargo run --example helloworld-server -- --listen 127.0.0.1:50061 --zone a
+//! cargo run --example helloworld-server -- --listen 127.0.0.1:50062 --zone b
+//! cargo run --example helloworld-client -- --zone a --requests 10
+//! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -110,6 +119,10 @@ struct Args {
     /// Milliseconds added to every reply.
     #[arg(long, value_name = "N", default_value_t = 0)]
     delay_ms: u64,
+    /// Zone of this server, registered as the metadata `zone=Z` (clients
+    /// with `--zone` prefer their own zone's servers).
+    #[arg(long, value_name = "Z")]
+    zone: Option<String>,
     #[command(flatten)]
     metrics: metrics_args::MetricsArgs,
 }
@@ -207,6 +220,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut instance = Instance::new(args.service, advertised.as_str())?.with_weight(args.weight);
     if let Some(version) = args.version {
         instance = instance.with_version(version);
+    }
+    if let Some(zone) = &args.zone {
+        instance = instance.with_metadata(tonic_etcd::Locality::METADATA_KEY, zone.as_str());
     }
     let instance = args.tls.annotate(instance);
     instance.validate()?;

@@ -67,7 +67,7 @@
 //!   [`registration`] ([`Registrar`], [`Registration`], graceful shutdown),
 //!   [`discovery`] ([`Discovery`], the [`InstanceChanges`] stream of
 //!   [`Change`]s, its [`DiscoveryView`] and [`Health`]; subsetting in
-//!   [`discovery::subset`], shared watches in [`discovery::DiscoveryHub`]), [`overrides`]
+//!   [`discovery::subset`], [shared watches](Discovery#shared-watches)), [`overrides`]
 //!   (an operator's drain and weight, read by every discovery).
 //! - **Observability** (no tonic): [`observe`], the metrics (through the
 //!   `metrics` facade) and the info events of state changes. It reads the
@@ -132,8 +132,10 @@ pub mod health;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use balance::HashKey;
 pub use balance::{Balancer, BalancerBuilder, Policy};
 pub use balance::{EndpointState, EndpointStatus, OutlierDetection};
+pub use balance::{Locality, SlowStart};
 pub use codec::Codec;
 pub use discovery::{Discovery, DiscoveryView, Health, InstanceChanges};
 pub use error::{Error, ErrorChain, Result};

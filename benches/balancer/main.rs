@@ -16,8 +16,11 @@
 //! `servers`, `clients` (the compared clients and the runs), then one module
 //! per row: `remove` (2), `overhead` (4), `slow` (5), `scale` (9, 11: the
 //! initial set of a large service, memory per idle endpoint), `picks`
-//! (9b, 10: one change, pick cost per policy) and `bad_instance` (12,
-//! 13: one failing or frozen instance of three), and `recorder` (4m:
+//! (9b, 10: one change, pick cost per policy), `bad_instance` (12,
+//! 13: one failing or frozen instance of three), `hashing` (17a–d:
+//! consistent hashing's keyed pick, keys moved, ring memory, one change),
+//! `routing` (20, 21: pick cost with locality and with slow start), and
+//! `recorder` (4m:
 //! `--only 40`, never by default, as it installs a global recorder).
 
 #[path = "../../tests/support/mod.rs"]
@@ -28,12 +31,14 @@ mod common;
 
 mod bad_instance;
 mod clients;
+mod hashing;
 mod measure;
 mod overhead;
 mod picks;
 #[cfg(feature = "metrics")]
 mod recorder;
 mod remove;
+mod routing;
 mod scale;
 mod servers;
 mod slow;
@@ -63,6 +68,11 @@ fn main() {
         .build()
         .unwrap();
     let text = runtime.block_on(async {
+        // Row 17c measures RSS growth: before any other row, whose freed
+        // memory would hide it.
+        let mut ring_memory = args
+            .runs(17)
+            .then(|| hashing::ring_memory(if quick { 10_000 } else { 100_000 }));
         let etcd = support::Etcd::start().await;
         let mut rows = Vec::new();
         let mut details = String::new();
@@ -135,9 +145,45 @@ fn main() {
                 if quick { 20_000 } else { 200_000 },
             ));
         }
+        if args.runs(20) || args.runs(21) {
+            eprintln!("pick cost with locality and slow start…");
+            let sizes = if quick {
+                vec![3, 1_000, 10_000]
+            } else {
+                vec![3, 1_000, 100_000]
+            };
+            let picks = if quick { 20_000 } else { 200_000 };
+            if args.runs(20) {
+                rows.extend(routing::locality_cost(&sizes, picks));
+            }
+            if args.runs(21) {
+                rows.extend(routing::slow_start_cost(&sizes, picks));
+            }
+        }
         if args.runs(11) {
             eprintln!("idle endpoints…");
             rows.push(scale::idle_memory(if quick { 10_000 } else { 100_000 }, 1_000).await);
+        }
+        if args.runs(17) {
+            eprintln!("consistent hashing…");
+            let sizes = if quick {
+                vec![3, 1_000, 10_000]
+            } else {
+                vec![3, 1_000, 100_000]
+            };
+            rows.push(hashing::pick_cost(
+                &sizes,
+                if quick { 20_000 } else { 200_000 },
+            ));
+            rows.push(hashing::keys_moved(
+                if quick { 20_000 } else { 100_000 },
+                20,
+            ));
+            rows.push(hashing::change_cost(
+                if quick { 10_000 } else { 100_000 },
+                1_000,
+            ));
+            rows.extend(ring_memory.take());
         }
         if args.runs(16) {
             eprintln!("subset spread…");

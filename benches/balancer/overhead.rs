@@ -82,7 +82,10 @@ async fn configs(
     for config in &mut configs {
         // Connect, and let tonic's channel take in its endpoints.
         for server in &servers.list[..config.servers] {
-            reach(&mut config.client, server, 1000).await;
+            // tonic's balanced channel takes in an endpoint in the
+            // background: on a loaded machine a thousand fast calls can all
+            // go before it has.
+            reach(&mut config.client, server, 20_000).await;
         }
         sequential(&config.client, warm_calls).await;
     }

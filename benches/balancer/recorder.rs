@@ -125,7 +125,7 @@ pub(crate) async fn recorder_cost(
         for (i, c) in clients.iter_mut().enumerate() {
             on.store(i == 2, Ordering::Relaxed);
             for server in &servers.list[..if i == 0 { 1 } else { 3 }] {
-                reach(c, server, 1000).await;
+                reach(c, server, 20_000).await;
             }
             sequential(c, seq_calls / 4).await;
         }

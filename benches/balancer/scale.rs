@@ -122,7 +122,7 @@ pub(crate) async fn initial_set(etcd: &support::Etcd, n: usize) -> Row {
 }
 
 /// The resident set size of the process, in bytes.
-fn rss() -> usize {
+pub(crate) fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
         .split_whitespace()

@@ -19,8 +19,9 @@
 //! # The crate's own balancer
 //!
 //! A [`Balancer`] is a cloneable `tower::Service` for any tonic generated
-//! client, with a [`Policy`]: round robin, smooth weighted round robin over
-//! the registry weights, or power of two choices over peak-EWMA load. It fails
+//! client, with a [`Policy`]: round robin, weighted round robin over
+//! the registry weights, power of two choices over peak-EWMA load, or
+//! consistent hashing with bounded loads over a request's [`HashKey`]. It fails
 //! fast when no endpoint is ready, ejects endpoints it cannot connect to (and
 //! probes them back), retries requests that were never sent, and applies
 //! changes as they come, with or without traffic. See [`Balancer`].
@@ -111,7 +112,8 @@ mod tonic_channel;
 #[doc(hidden)]
 pub use balancer::PickBench;
 pub use balancer::{
-    Balancer, BalancerBuilder, EndpointState, EndpointStatus, OutlierDetection, ParsePolicyError,
-    Policy, ResponseFuture,
+    Balancer, BalancerBuilder, EndpointState, EndpointStatus, Locality, OutlierDetection,
+    ParsePolicyError, Policy, ResponseFuture, SlowStart,
 };
+pub use balancer::{HashKey, DEFAULT_HASH_KEY_HEADER};
 pub use tonic_channel::tonic_channel;

@@ -1,5 +1,8 @@
 //! [`Discovery`]: the builder of a discovery of one service, and its start,
 //! [`Discovery::changes`].
+//!
+//! (Over 400 lines, three quarters of them docs: every option, and the rules
+//! of shared watches, are where a user of `Discovery` reads them.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +12,14 @@ use tracing::instrument;
 
 use super::changes::InstanceChanges;
 use super::filter::InstanceFilter;
-use super::hub::DiscoveryHub;
-use super::start::{self, Params, Subscription};
+use super::hub::{DiscoveryHub, Watches};
+use super::start::Params;
 use super::subset::{self, Subset};
 use crate::codec::{resolve_namespace, Codec, Native};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
+use crate::etcd::connection_of;
 use crate::instance::{validate_service_name, Instance};
 
 /// Builder of a discovery of one service: the etcd client, the service, and
@@ -49,6 +53,64 @@ use crate::instance::{validate_service_name, Instance};
 /// // let mut client = GreeterClient::new(balancer);
 /// # Ok(()) }
 /// ```
+///
+/// # Shared watches
+///
+/// Discoveries in one process that watch the same prefix (namespace and
+/// service), in the same format (the codec's [name](Codec::name) and `Debug`
+/// output), with the same [version](Self::version) and the same
+/// [filter](Self::filter_arc), share one etcd watch and one decoded set,
+/// however many balancers, channels and streams they feed, if they are in one
+/// scope:
+///
+/// - **A client of [`connect`](crate::connect) or
+///   [`EtcdConfig::connect`](crate::EtcdConfig::connect)**: every discovery
+///   made from it or from one of its clones, anywhere in the process, shares.
+///   No setup: the crate recognises the connections it made.
+/// - **A client made otherwise** (etcd-client's own `Client::connect`): it
+///   cannot be recognised (etcd-client's `Client` cannot be compared), so only
+///   the clones of one `Discovery` share; or use a [`DiscoveryHub`].
+/// - **A [`DiscoveryHub`]**: its discoveries share with each other only.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tonic_etcd::{Discovery, Policy};
+///
+/// let etcd = tonic_etcd::connect(["http://127.0.0.1:2379"]).await?;
+/// // One etcd watch of /services/helloworld/ feeds all three.
+/// let balancer = Discovery::new(etcd.clone(), "helloworld").balancer(Policy::RoundRobin).await?;
+/// let channel = Discovery::new(etcd.clone(), "helloworld").tonic_channel().await?;
+/// let changes = Discovery::new(etcd, "helloworld").changes().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Never shared:
+///
+/// - **Two connections**, even to the same endpoints as the same user: each
+///   call of `connect` is a scope of its own, so clients with different
+///   credentials never share a watch (nor a set read with another's rights).
+///   To give a discovery a watch of its own, connect another client.
+/// - A different namespace, service, format or version.
+/// - Filters given as closures to [`filter`](Self::filter) by different
+///   `Discovery::new` calls (closures cannot be compared): pass one
+///   [`InstanceFilter`] to [`filter_arc`](Self::filter_arc) to share a
+///   filtered watch. The clones of one `Discovery` hold the same filter.
+/// - A [subset](Self::subset): the instances' watch is shared, and each
+///   discovery keeps its own subset (and its own watch of the clients).
+///
+/// What sharing changes:
+///
+/// - The first discovery reads the prefix (within its
+///   [startup timeout](Self::startup_timeout)); the others join at once, with
+///   the current set queued first (one `Insert` per instance), then every
+///   change: nothing missed, nothing repeated. A discovery that joins a watch
+///   that is reconnecting starts with the set kept meanwhile (its
+///   [health](super::DiscoveryView::health) says so) instead of failing.
+/// - The [view](InstanceChanges::view) (snapshot, health) is the shared
+///   watch's.
+/// - The watch stops when its last stream is dropped (for a balancer or a
+///   channel: when its last clone is); a discovery started after that starts
+///   a new watch, with a new Get.
 #[derive(Clone)]
 pub struct Discovery {
     client: Client,
@@ -59,7 +121,17 @@ pub struct Discovery {
     filter: Option<InstanceFilter>,
     startup_timeout: Duration,
     subset: Option<Subset>,
-    hub: Option<DiscoveryHub>,
+    sharing: Sharing,
+}
+
+/// Where a discovery looks for a watch to share (see "Shared watches").
+#[derive(Clone)]
+enum Sharing {
+    /// The process-wide scope if the client is one of the crate's
+    /// connections; else this scope, shared by the clones of the discovery.
+    Auto(Arc<Watches>),
+    /// A [`DiscoveryHub`]'s scope.
+    Hub(Arc<Watches>),
 }
 
 impl std::fmt::Debug for Discovery {
@@ -72,7 +144,13 @@ impl std::fmt::Debug for Discovery {
             .field("filter", &self.filter.is_some())
             .field("startup_timeout", &self.startup_timeout)
             .field("subset", &self.subset)
-            .field("shared_watch", &self.hub.is_some())
+            .field(
+                "sharing",
+                &match self.sharing {
+                    Sharing::Auto(_) => "auto",
+                    Sharing::Hub(_) => "hub",
+                },
+            )
             .finish()
     }
 }
@@ -109,13 +187,13 @@ impl Discovery {
             filter: None,
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
             subset: None,
-            hub: None,
+            sharing: Sharing::Auto(Arc::default()),
         }
     }
 
     /// Makes this discovery share its watch through `hub`.
-    pub(crate) fn in_hub(mut self, hub: DiscoveryHub) -> Self {
-        self.hub = Some(hub);
+    pub(crate) fn in_hub(mut self, hub: &DiscoveryHub) -> Self {
+        self.sharing = Sharing::Hub(hub.scope());
         self
     }
 
@@ -191,17 +269,17 @@ impl Discovery {
     }
 
     /// Keeps only instances for which the shared `filter` returns true; as
-    /// [`filter`](Self::filter), but discoveries of one
-    /// [`DiscoveryHub`] given the same `Arc` share their watch.
+    /// [`filter`](Self::filter), but discoveries given the same `Arc` share
+    /// their watch (see [Shared watches](Self#shared-watches)).
     ///
     /// ```no_run
-    /// # fn f(hub: tonic_etcd::discovery::DiscoveryHub) {
+    /// # fn f(etcd: etcd_client::Client) {
     /// use std::sync::Arc;
-    /// use tonic_etcd::discovery::InstanceFilter;
+    /// use tonic_etcd::{discovery::InstanceFilter, Discovery};
     ///
     /// let zone_a: InstanceFilter = Arc::new(|i| i.metadata.get("zone").is_some_and(|z| z == "a"));
-    /// let one = hub.discovery("helloworld").filter_arc(zone_a.clone());
-    /// let two = hub.discovery("helloworld").filter_arc(zone_a); // same watch as `one`
+    /// let one = Discovery::new(etcd.clone(), "helloworld").filter_arc(zone_a.clone());
+    /// let two = Discovery::new(etcd, "helloworld").filter_arc(zone_a); // same watch as `one`
     /// # }
     /// ```
     pub fn filter_arc(mut self, filter: InstanceFilter) -> Self {
@@ -218,7 +296,9 @@ impl Discovery {
     /// The start then also writes the client's key and reads the other
     /// clients' (each within the startup timeout), and waits for the clients
     /// to [settle](Subset::settle). The stream carries the subset; its
-    /// [view](InstanceChanges::view)'s snapshot still lists every instance.
+    /// [view](InstanceChanges::view)'s snapshot still lists every instance,
+    /// and [`DiscoveryView::subset`](super::DiscoveryView::subset) lists the
+    /// subset.
     /// Fails with [`Error::Config`](crate::Error::Config)
     /// for a size of 0 and [`Error::InvalidId`](crate::Error::InvalidId) for a
     /// bad client id.
@@ -271,6 +351,8 @@ impl Discovery {
     /// When this returns, the stream already holds one `Insert` per instance
     /// found, and [`InstanceChanges::snapshot`] lists them. The background task
     /// is spawned on the current tokio runtime, so this must run inside one.
+    /// A discovery that joins a [shared watch](Self#shared-watches) reads
+    /// nothing: it starts at once with the watch's current set.
     ///
     /// Fails with [`Error::InvalidServiceName`], [`Error::InvalidNamespace`],
     /// [`Error::Etcd`] if the initial Get fails, or [`Error::Timeout`] if it
@@ -304,15 +386,12 @@ impl Discovery {
             filter: self.filter,
             startup_timeout: self.startup_timeout,
         };
-        let servers = match &self.hub {
-            Some(hub) => hub.start(params).await?,
-            None => {
-                let (running, rx) = start::prepare(params).await?.spawn();
-                Subscription {
-                    shared: running.shared,
-                    rx,
-                }
-            }
+        let servers = match &self.sharing {
+            Sharing::Hub(hub) => hub.start(None, params).await?,
+            Sharing::Auto(own) => match connection_of(&self.client) {
+                Some(connection) => Watches::process().start(Some(connection), params).await?,
+                None => own.start(None, params).await?,
+            },
         };
         match self.subset {
             None => Ok(InstanceChanges::new(servers.rx, servers.shared)),

@@ -10,7 +10,7 @@ use tower::discover::Change;
 
 use super::health::Health;
 use super::shared::Shared;
-use super::view::DiscoveryView;
+use super::view::{Chosen, DiscoveryView};
 use crate::instance::Instance;
 
 /// The changes of a running discovery: a [`Stream`] of
@@ -44,7 +44,9 @@ use crate::instance::Instance;
 /// - The stream ends only when the background task has ended, which it does
 ///   only if it panicked or the runtime is shutting down; it never ends while
 ///   discovery runs.
-/// - Dropping it stops the background task and cancels the etcd watch.
+/// - Dropping it stops the background task and cancels the etcd watch,
+///   unless other streams share that watch: then the last one does (see
+///   [Shared watches](super::Discovery#shared-watches)).
 ///
 /// Changes are buffered without bound, so the task never waits for a slow
 /// consumer; a consumer that stops polling only costs memory. To keep nothing
@@ -80,6 +82,18 @@ impl InstanceChanges {
         Self {
             rx,
             view: DiscoveryView::new(shared),
+        }
+    }
+
+    /// The stream of a subset of the instances of `shared`, `chosen`.
+    pub(crate) fn subset(
+        rx: mpsc::UnboundedReceiver<Change<String, Instance>>,
+        shared: Arc<Shared>,
+        chosen: Chosen,
+    ) -> Self {
+        Self {
+            rx,
+            view: DiscoveryView::new(shared).with_subset(chosen),
         }
     }
 

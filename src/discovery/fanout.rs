@@ -1,6 +1,6 @@
 //! [`Fanout`]: the sender side of a discovery's change streams, one per
 //! subscriber, so that several [`InstanceChanges`](super::InstanceChanges)
-//! share one watch (see [`DiscoveryHub`](super::DiscoveryHub)).
+//! share one watch (see `hub`).
 //!
 //! The watcher sends every change under the state lock; a subscriber joins
 //! under the same lock, with the current set queued first, so it misses and

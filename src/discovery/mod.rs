@@ -14,8 +14,10 @@
 //!   service, prefix.
 //! - [`subset`]: subsetting ([`Discovery::subset`] with a [`Subset`]), each
 //!   client taking K of the N instances, the clients spread evenly.
-//! - [`DiscoveryHub`]: discoveries of one etcd client sharing one watch per
-//!   prefix, format, version and filter.
+//! - Shared watches: discoveries of one connection share one etcd watch and
+//!   one decoded set per prefix, format, version and filter, process-wide
+//!   (see [Shared watches](Discovery#shared-watches)); a [`DiscoveryHub`] is
+//!   a scope of your own, for a client the crate did not make.
 //!
 //! Inside: `start` (the initial Get and the watcher of one prefix), `fanout`
 //! (its subscribers), `hub`, `subset`, and the rest named above.

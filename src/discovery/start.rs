@@ -1,6 +1,6 @@
 //! The start of one watch of a prefix: the initial Get, the state, the
-//! [`Watcher`] and its first subscriber; spawned alone, or shared through a
-//! [`DiscoveryHub`](super::DiscoveryHub).
+//! [`Watcher`] and its first subscriber; spawned by a scope of shared
+//! watches (`hub`), alone for the subset's clients.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! [`DiscoveryView`]: a cloneable view of a running discovery.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
@@ -28,22 +28,43 @@ use crate::instance::Instance;
 ///
 /// A view does not keep the discovery alive: once its
 /// [`InstanceChanges`](super::InstanceChanges) stream is dropped (for a
-/// balancer: once every clone of it is dropped), the snapshot stays as it was
+/// balancer: once every clone of it is dropped; for a
+/// [shared watch](super::Discovery#shared-watches): once every stream of
+/// it is), the snapshot stays as it was
 /// and the health receiver reports that its sender is gone (`changed()`
 /// returns an error).
 #[derive(Debug, Clone)]
 pub struct DiscoveryView {
     shared: Arc<Shared>,
+    subset: Option<Chosen>,
 }
+
+/// The instances of a client's subset, sorted by identity, as its subset
+/// stage last sent them.
+pub(crate) type Chosen = Arc<Mutex<Vec<Instance>>>;
 
 impl DiscoveryView {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            subset: None,
+        }
     }
 
-    /// The current instances, sorted by identity: exactly the instances
-    /// inserted and not removed by the changes queued in the stream so far
-    /// (including those not yet read from it).
+    /// The view of a subsetting discovery: `subset` is what its stream
+    /// carries.
+    pub(crate) fn with_subset(mut self, subset: Chosen) -> Self {
+        self.subset = Some(subset);
+        self
+    }
+
+    /// The current instances of the service, sorted by identity: exactly the
+    /// instances inserted and not removed by the changes queued in the stream
+    /// so far (including those not yet read from it).
+    ///
+    /// With [subsetting](super::Discovery::subset) on, every instance of the
+    /// service, of which the stream carries only this client's
+    /// [`subset`](Self::subset).
     ///
     /// ```no_run
     /// # fn f(view: tonic_etcd::DiscoveryView) {
@@ -108,6 +129,30 @@ impl DiscoveryView {
     /// ```
     pub fn registered(&self) -> Vec<DiscoveredInstance> {
         self.shared.lock().registered()
+    }
+
+    /// With [subsetting](super::Discovery::subset) on, the instances of this
+    /// client's subset, sorted by identity: exactly the instances inserted
+    /// and not removed by the changes queued in the stream so far (empty
+    /// until the first subset is sent). `None` without subsetting, when the
+    /// stream carries every instance of the [`snapshot`](Self::snapshot).
+    ///
+    /// ```no_run
+    /// # fn f(view: tonic_etcd::DiscoveryView) {
+    /// match view.subset() {
+    ///     Some(subset) => println!("{} of {} instances", subset.len(), view.snapshot().len()),
+    ///     None => println!("all {} instances", view.snapshot().len()),
+    /// }
+    /// # }
+    /// ```
+    pub fn subset(&self) -> Option<Vec<Instance>> {
+        let subset = self.subset.as_ref()?;
+        Some(
+            subset
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 

@@ -21,6 +21,7 @@ use etcd_client::{Client, ConnectOptions};
 use crate::error::Result;
 
 pub use config::EtcdConfig;
+pub(crate) use failover::{connection_of, Connection};
 #[cfg_attr(not(feature = "tls"), allow(unused_imports))]
 pub(crate) use pem::Pem;
 pub(crate) use retry::retry_transient;

@@ -9,6 +9,15 @@
 //!
 //! Generic over `http_body`: no tonic here; the balancer passes tonic's
 //! `Body::new` to box the observed body again.
+//!
+//! An attempt records through its endpoint's handles ([`EndpointMetrics`]),
+//! asked of the recorder by the endpoint's first request and again once a
+//! minute after: the labels are built then, not per request. So with no
+//! recorder installed an attempt costs a clock read and the box of its
+//! response body, no allocation for its labels. The price: a recorder
+//! installed after an endpoint's first request sees that endpoint only from
+//! the renewal of its handles, up to a minute later (install the recorder
+//! before building the balancer).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -27,15 +36,25 @@ pub(crate) struct Attempt {
     live: Option<live::Live>,
 }
 
+/// The metric handles of one endpoint, kept by the balancer's target and
+/// filled by its first request (see the module docs). Without the `metrics`
+/// feature, empty.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointMetrics {
+    #[cfg(feature = "metrics")]
+    cell: live::Cell,
+}
+
 impl Attempt {
-    /// An attempt on `endpoint` of `service` starts: one more in flight.
+    /// An attempt on `endpoint` of `service`, whose handles are in `metrics`,
+    /// starts: one more in flight.
     #[inline]
-    pub(crate) fn start(service: &str, endpoint: &str) -> Attempt {
+    pub(crate) fn start(metrics: &EndpointMetrics, service: &str, endpoint: &str) -> Attempt {
         #[cfg(not(feature = "metrics"))]
-        let _ = (service, endpoint);
+        let _ = (metrics, service, endpoint);
         Attempt {
             #[cfg(feature = "metrics")]
-            live: Some(live::Live::start(service, endpoint)),
+            live: Some(live::Live::start(&metrics.cell, service, endpoint)),
         }
     }
 
@@ -154,46 +173,116 @@ impl<B> Drop for Observed<B> {
 
 #[cfg(feature = "metrics")]
 mod live {
-    use std::sync::Arc;
-    use std::time::Instant;
+    use std::sync::{Arc, PoisonError, RwLock};
+    use std::time::{Duration, Instant};
 
-    use metrics::{counter, gauge, histogram, SharedString};
+    use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, SharedString};
 
+    use crate::observe::code::{OK, UNAVAILABLE};
     use crate::observe::names::{
         CLIENT_REQUESTS_IN_FLIGHT, CLIENT_REQUESTS_TOTAL, CLIENT_REQUEST_DURATION_SECONDS,
     };
 
-    /// An attempt in flight: its labels, shared by its metrics, and its start.
+    /// How long an endpoint's handles are used before they are asked of the
+    /// recorder again. An exporter that forgets idle series (the Prometheus
+    /// one's `idle_timeout`) deletes the series but not the storage a handle
+    /// holds: a handle kept for longer than that timeout would record into
+    /// nothing. Asked again, the recorder hands out the live series, or a
+    /// new one. It is also how a recorder installed after the endpoint's first
+    /// request comes to see it.
+    pub(crate) const RENEW: Duration = Duration::from_secs(60);
+
+    /// The handles of one endpoint's metrics, asked of the recorder once (per
+    /// [`RENEW`]) so that a request only touches them: with no recorder, they
+    /// are no-ops and a request allocates nothing for its metrics.
     #[derive(Debug)]
-    pub(super) struct Live {
+    pub(super) struct Handles {
         service: SharedString,
         endpoint: SharedString,
+        in_flight: Gauge,
+        duration: Histogram,
+        /// The codes of nearly every attempt; the others are asked for
+        /// when they happen.
+        ok: Counter,
+        unavailable: Counter,
+        born: Instant,
+    }
+
+    impl Handles {
+        fn register(service: SharedString, endpoint: SharedString, born: Instant) -> Handles {
+            let code = |code: &'static str| counter!(CLIENT_REQUESTS_TOTAL, "service" => service.clone(), "endpoint" => endpoint.clone(), "code" => code);
+            Handles {
+                in_flight: gauge!(CLIENT_REQUESTS_IN_FLIGHT, "service" => service.clone(), "endpoint" => endpoint.clone()),
+                duration: histogram!(CLIENT_REQUEST_DURATION_SECONDS, "service" => service.clone(), "endpoint" => endpoint.clone()),
+                ok: code(OK),
+                unavailable: code(UNAVAILABLE),
+                service,
+                endpoint,
+                born,
+            }
+        }
+
+        pub(super) fn count(&self, code: &'static str) {
+            match code {
+                OK => self.ok.increment(1),
+                UNAVAILABLE => self.unavailable.increment(1),
+                _ => counter!(CLIENT_REQUESTS_TOTAL, "service" => self.service.clone(), "endpoint" => self.endpoint.clone(), "code" => code)
+                    .increment(1),
+            }
+        }
+    }
+
+    /// The handles of one endpoint, filled by its first request (an endpoint
+    /// never picked holds only an empty lock).
+    #[derive(Debug, Default)]
+    pub(crate) struct Cell(RwLock<Option<Arc<Handles>>>);
+
+    impl Cell {
+        /// The handles for a request starting `now`: those in the cell, or,
+        /// on the first request and once per [`RENEW`], fresh ones.
+        pub(super) fn handles(&self, now: Instant, service: &str, endpoint: &str) -> Arc<Handles> {
+            let current = self.0.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(handles) = &*current {
+                if now.saturating_duration_since(handles.born) < RENEW {
+                    return handles.clone();
+                }
+            }
+            // Labels are kept across renewals: only the handles are new.
+            let (service, endpoint) = match &*current {
+                Some(old) => (old.service.clone(), old.endpoint.clone()),
+                None => (
+                    SharedString::from(Arc::<str>::from(service)),
+                    SharedString::from(Arc::<str>::from(endpoint)),
+                ),
+            };
+            drop(current);
+            let fresh = Arc::new(Handles::register(service, endpoint, now));
+            *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
+            fresh
+        }
+    }
+
+    /// An attempt in flight: its endpoint's handles, and its start.
+    #[derive(Debug)]
+    pub(super) struct Live {
+        handles: Arc<Handles>,
         start: Instant,
     }
 
     impl Live {
-        pub(super) fn start(service: &str, endpoint: &str) -> Live {
-            let live = Live {
-                service: SharedString::from(Arc::<str>::from(service)),
-                endpoint: SharedString::from(Arc::<str>::from(endpoint)),
-                start: Instant::now(),
-            };
-            gauge!(CLIENT_REQUESTS_IN_FLIGHT, "service" => live.service.clone(), "endpoint" => live.endpoint.clone())
-                .increment(1.0);
-            live
+        pub(super) fn start(cell: &Cell, service: &str, endpoint: &str) -> Live {
+            let start = Instant::now();
+            let handles = cell.handles(start, service, endpoint);
+            handles.in_flight.increment(1.0);
+            Live { handles, start }
         }
 
         pub(super) fn finish(self, code: &'static str) {
             let elapsed = self.start.elapsed();
-            let Live {
-                service, endpoint, ..
-            } = self;
-            counter!(CLIENT_REQUESTS_TOTAL, "service" => service.clone(), "endpoint" => endpoint.clone(), "code" => code)
-                .increment(1);
-            histogram!(CLIENT_REQUEST_DURATION_SECONDS, "service" => service.clone(), "endpoint" => endpoint.clone())
-                .record(elapsed.as_secs_f64());
-            gauge!(CLIENT_REQUESTS_IN_FLIGHT, "service" => service, "endpoint" => endpoint)
-                .decrement(1.0);
+            let handles = &self.handles;
+            handles.count(code);
+            handles.duration.record(elapsed.as_secs_f64());
+            handles.in_flight.decrement(1.0);
         }
     }
 }
@@ -287,10 +376,11 @@ mod tests {
     #[test]
     fn an_attempt_ends_with_the_code_of_its_trailers() {
         let (counts, in_flight) = recorded(|| {
-            let mut attempt = Attempt::start("s", "127.0.0.1:1");
+            let endpoint = EndpointMetrics::default();
+            let mut attempt = Attempt::start(&endpoint, "s", "127.0.0.1:1");
             let body = observed(&mut attempt, vec![Frame::data(&b"x"[..]), trailers("0")]).unwrap();
             block_on(drain(body));
-            let mut attempt = Attempt::start("s", "127.0.0.1:1");
+            let mut attempt = Attempt::start(&endpoint, "s", "127.0.0.1:1");
             let body = observed(&mut attempt, vec![trailers("14")]).unwrap();
             block_on(drain(body));
         });
@@ -301,35 +391,59 @@ mod tests {
     #[test]
     fn errors_drops_and_trailers_only_responses_have_their_codes() {
         let (counts, in_flight) = recorded(|| {
+            let endpoint = EndpointMetrics::default();
             // A transport error.
-            let mut attempt = Attempt::start("s", "e");
+            let mut attempt = Attempt::start(&endpoint, "s", "e");
             let _ = Attempt::finish(
                 Err::<http::Response<Reply>, _>(()),
                 &mut attempt,
                 |_| unreachable!(),
             );
             // A trailers-only response: its status is in the headers.
-            let mut attempt = Attempt::start("s", "e");
+            let mut attempt = Attempt::start(&endpoint, "s", "e");
             let mut response = http::Response::new(Reply(Vec::new()));
             response
                 .headers_mut()
                 .insert("grpc-status", "5".parse().unwrap());
             let _ = Attempt::finish(Ok::<_, ()>(response), &mut attempt, |_| unreachable!());
             // Dropped by the caller before any response, and in its body.
-            drop(Attempt::start("s", "e"));
-            let mut attempt = Attempt::start("s", "e");
+            drop(Attempt::start(&endpoint, "s", "e"));
+            let mut attempt = Attempt::start(&endpoint, "s", "e");
             drop(observed(&mut attempt, vec![Frame::data(&b"x"[..])]));
             // One in flight, still.
-            std::mem::forget(Attempt::start("s", "e"));
+            std::mem::forget(Attempt::start(&endpoint, "s", "e"));
         });
         assert_eq!(
             counts,
             [
                 ("CANCELLED".into(), 2),
                 ("NOT_FOUND".into(), 1),
+                // Asked for with the endpoint's handles: there, as 0.
+                ("OK".into(), 0),
                 ("UNAVAILABLE".into(), 1)
             ]
         );
         assert_eq!(in_flight, 1.0);
+    }
+
+    #[test]
+    fn an_endpoints_handles_are_asked_again_after_a_minute() {
+        let endpoint = EndpointMetrics::default();
+        let now = std::time::Instant::now();
+        // Filled before the recorder below is there: no-ops for it.
+        drop(endpoint.cell.handles(now, "s", "e"));
+        let (counts, _) = recorded(|| {
+            let within = now + live::RENEW - std::time::Duration::from_millis(1);
+            endpoint.cell.handles(within, "s", "e").count("OK");
+            endpoint
+                .cell
+                .handles(now + live::RENEW, "s", "e")
+                .count("OK");
+        });
+        assert_eq!(
+            counts,
+            [("OK".into(), 1), ("UNAVAILABLE".into(), 0)],
+            "only the renewed handles record (and show UNAVAILABLE as 0)"
+        );
     }
 }

@@ -25,6 +25,8 @@ const NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// A request that succeeded.
+pub(crate) const OK: &str = "OK";
 /// A request that failed on its way (no connection, reset): what the
 /// transport errors count as.
 pub(crate) const UNAVAILABLE: &str = "UNAVAILABLE";

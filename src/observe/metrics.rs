@@ -4,7 +4,7 @@
 //! recorder installed, the facade's no-op recorder drops what they record.
 
 #[cfg(feature = "metrics")]
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, SharedString};
 
 #[cfg(feature = "metrics")]
 use super::names::*;
@@ -36,8 +36,8 @@ pub(crate) fn in_flight(service: &str, endpoint: &str, delta: f64) {
         .increment(delta);
 }
 
-/// A balancer of `service` has `n` endpoints in `state` (one of
-/// [`ENDPOINT_STATES`]).
+/// The balancers of `service` have `n` endpoints in `state` (one of
+/// [`ENDPOINT_STATES`]), summed by [`BalancerGauges`](super::BalancerGauges).
 #[cfg(feature = "metrics")]
 pub(crate) fn endpoints(service: &str, state: &'static str, n: usize) {
     gauge!(BALANCER_ENDPOINTS, "service" => service.to_owned(), "state" => state).set(n as f64);
@@ -51,10 +51,15 @@ pub(crate) fn ejected(service: &str, endpoint: &str, reason: &'static str) {
         .increment(1);
 }
 
-/// A discovery of `service` sees `n` instances.
+/// A discovery of `service` sees `n` instances. Its two counters are touched
+/// too (by 0), so that they show from the start, as 0, rather than from
+/// their first increment: a `rate` over them then sees that increment.
 #[cfg(feature = "metrics")]
 pub(crate) fn discovery_instances(service: &str, n: usize) {
-    gauge!(DISCOVERY_INSTANCES, "service" => service.to_owned()).set(n as f64);
+    let service = SharedString::from(service.to_owned());
+    gauge!(DISCOVERY_INSTANCES, "service" => service.clone()).set(n as f64);
+    counter!(DISCOVERY_WATCH_RESTARTS_TOTAL, "service" => service.clone()).increment(0);
+    counter!(DISCOVERY_RESYNCS_TOTAL, "service" => service).increment(0);
 }
 
 /// A discovery of `service` lost its watch and starts another.
@@ -77,6 +82,16 @@ pub(crate) fn registration_up(service: &str, id: &str, up: bool) {
     } else {
         0.0
     });
+}
+
+/// The registration `id` of `service` is followed: its counters show as 0
+/// until their first increment.
+#[cfg(feature = "metrics")]
+pub(crate) fn registration_followed(service: &str, id: &str) {
+    counter!(REGISTRATION_REREGISTRATIONS_TOTAL, "service" => service.to_owned(), "id" => id.to_owned())
+        .increment(0);
+    counter!(REGISTRATION_KEEPALIVE_FAILURES_TOTAL, "service" => service.to_owned(), "id" => id.to_owned())
+        .increment(0);
 }
 
 /// The registration `id` of `service` holds its key again, with a fresh lease.
@@ -123,25 +138,13 @@ pub(crate) fn resynced(_: &str) {}
 pub(crate) fn registration_up(_: &str, _: &str, _: bool) {}
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
+pub(crate) fn registration_followed(_: &str, _: &str) {}
+#[cfg(not(feature = "metrics"))]
+#[inline(always)]
 pub(crate) fn reregistered(_: &str, _: &str) {}
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
 pub(crate) fn keepalive_failed(_: &str, _: &str) {}
-
-/// A balancer of `service` has these many endpoints in each state: the four
-/// gauges of [`endpoints`] at once.
-pub(crate) fn endpoint_states(
-    service: &str,
-    ready: usize,
-    connecting: usize,
-    ejected: usize,
-    unhealthy: usize,
-) {
-    endpoints(service, "ready", ready);
-    endpoints(service, "connecting", connecting);
-    endpoints(service, "ejected", ejected);
-    endpoints(service, "unhealthy", unhealthy);
-}
 
 /// Describes the crate's metrics to the installed recorder: their help text
 /// and units (a Prometheus exporter prints them as `# HELP` lines). Call it

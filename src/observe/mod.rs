@@ -5,9 +5,10 @@
 //!
 //! # Metrics
 //!
-//! Install any `metrics` recorder (Prometheus, OpenTelemetry, statsd…) and
-//! the crate records into it; without one, nothing is kept. The names,
-//! labels and types are a public contract ([`ALL`] lists the names):
+//! Install any `metrics` recorder (Prometheus, OpenTelemetry, statsd…),
+//! before building the balancers, and the crate records into it; without
+//! one, nothing is kept. The names, labels and types are a public contract
+//! ([`ALL`] lists the names):
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -32,7 +33,20 @@
 //!   `UNAVAILABLE`, "no ready endpoint").
 //! - The duration runs from the pick to the end of the response (its
 //!   trailers), in seconds.
-//! - `state` is one of [`ENDPOINT_STATES`].
+//! - `state` is one of [`ENDPOINT_STATES`]; the gauge of a service sums the
+//!   endpoints of the process's balancers of that service (a dropped
+//!   balancer's share leaves the sum).
+//! - Counters whose labels are known early show as 0 until their first
+//!   increment: a discovery's watch restarts and resyncs, a registration's
+//!   re-registrations and keepalive failures, an endpoint's `OK` and
+//!   `UNAVAILABLE` requests from its first request.
+//!
+//! **Handles.** An endpoint's first request asks the recorder for the
+//! endpoint's handles (in-flight gauge, duration histogram, `OK` and
+//! `UNAVAILABLE` counters), and its later requests only touch them; they
+//! are asked for again once a minute. A recorder installed after an
+//! endpoint's first request therefore sees that endpoint only from the next
+//! renewal, up to a minute later: install it first.
 //!
 //! **Cardinality.** The per-endpoint series are created by the first request
 //! to an endpoint and never deleted by the crate (the facade has no way to):
@@ -44,8 +58,10 @@
 //! MetricKindMask::HISTOGRAM, Some(10 min))`: a gone endpoint's series then
 //! disappear 10 minutes after its last request (a live but idle one's too,
 //! to come back from 0 with its next request, which Prometheus' `rate`
-//! reads as a counter reset). The other gauges are set on changes only, so
-//! they must not be given an idle timeout.
+//! reads as a counter reset). That timeout must exceed a minute: a series
+//! the exporter forgets leaves its held handles recording into nothing until
+//! their renewal. The other gauges are set on changes only, so they must not
+//! be given an idle timeout.
 //!
 //! # Events
 //!
@@ -66,6 +82,7 @@
 //! ```
 
 mod attempt;
+mod balancers;
 #[cfg(feature = "metrics")]
 mod code;
 mod discovery;
@@ -73,15 +90,16 @@ mod metrics;
 mod names;
 mod registration;
 
-pub(crate) use attempt::Attempt;
+pub(crate) use attempt::{Attempt, EndpointMetrics};
+pub(crate) use balancers::BalancerGauges;
 pub(crate) use discovery::discovery_health;
 pub use metrics::describe;
 // The hooks of the other modules: each a one-line call. Some are there for
 // the hooks to come (one state at a time, attempts recorded by hand).
 #[allow(unused_imports)]
 pub(crate) use metrics::{
-    discovery_instances, ejected, endpoint_states, endpoints, in_flight, keepalive_failed,
-    registration_up, request_finished, reregistered, resynced, watch_restarted,
+    discovery_instances, ejected, endpoints, in_flight, keepalive_failed, registration_up,
+    request_finished, reregistered, resynced, watch_restarted,
 };
 pub use names::*;
 pub(crate) use registration::follow_registration;

@@ -79,6 +79,7 @@ pub(crate) fn follow_registration(
         instance.id.clone(),
         instance.addr.clone(),
     );
+    metrics::registration_followed(&service, &id);
     tokio::spawn(async move {
         let mut tracker = Tracker::default();
         loop {

@@ -34,6 +34,8 @@
 //! - `examples`: the example binaries through their command-line contract.
 //! - `interop_formats`: the registry formats of other systems.
 //! - `metrics`: the metrics, scraped from the example binaries over HTTP.
+//! - `hashing`: consistent hashing with bounded loads.
+//! - `locality`: zone preference, spill-over and slow start's ramp.
 //! - `fixture`: the etcd fixture itself.
 
 #[path = "../support/mod.rs"]
@@ -47,8 +49,10 @@ mod discovery;
 mod examples;
 mod faults;
 mod fixture;
+mod hashing;
 mod health;
 mod interop_formats;
+mod locality;
 mod metrics;
 mod registration;
 #[cfg(feature = "tls")]

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use tower::discover::Change;
 
+use super::hash_key::hash;
+use super::pick::Pick;
+use super::locality::Locality;
 use super::policy::Policy;
-use super::shared::Shared;
+use super::shared::{Options, Shared};
+use super::slow_start::SlowStart;
 use crate::endpoint::default_endpoint;
 use crate::instance::Instance;
 
@@ -48,6 +52,30 @@ impl PickBench {
         }
     }
 
+    /// As [`new`](Self::new), with locality-aware routing and slow start
+    /// (endpoints of a later batch ramp; nothing steps their ramps).
+    pub fn routed(
+        policy: Policy,
+        locality: Option<Locality>,
+        slow_start: Option<SlowStart>,
+    ) -> Self {
+        let options = Options {
+            locality,
+            slow_start,
+            ..Options::default()
+        };
+        let shared = Shared::with_options(
+            String::new(),
+            policy,
+            Arc::new(default_endpoint),
+            Duration::ZERO,
+            options,
+        );
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// Applies `changes` as the driver applies one batch.
     pub fn apply(&self, changes: Vec<Change<String, Instance>>) {
         self.shared.apply_batch(changes);
@@ -62,6 +90,40 @@ impl PickBench {
     /// copied).
     pub fn pick_any(&self) -> bool {
         self.shared.pick(&[]).is_some()
+    }
+
+    /// One pick for a request whose key is `key` (hashed first, as the key
+    /// header's value is; consistent hashing reads it, the other policies
+    /// ignore it): the key of the endpoint picked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tonic_etcd::balance::PickBench;
+    /// use tonic_etcd::{Change, Instance, Policy};
+    ///
+    /// let bench = PickBench::new(Policy::ConsistentHash);
+    /// for i in 1..=3 {
+    ///     let instance = Instance::new("svc", format!("127.0.0.1:{i}")).unwrap();
+    ///     bench.apply(vec![Change::Insert(format!("k{i}"), instance)]);
+    /// }
+    /// let home = bench.pick_hashed(b"user-42");
+    /// assert!(home.is_some());
+    /// assert_eq!(bench.pick_hashed(b"user-42"), home);
+    /// # }
+    /// ```
+    pub fn pick_hashed(&self, key: &[u8]) -> Option<String> {
+        self.shared
+            .pick_with(Pick::keyed(Some(hash(key))), &[])
+            .map(|target| target.key.clone())
+    }
+
+    /// [`pick_hashed`](Self::pick_hashed), returning only whether there was
+    /// one (no key copied).
+    pub fn pick_hashed_any(&self, key: &[u8]) -> bool {
+        self.shared
+            .pick_with(Pick::keyed(Some(hash(key))), &[])
+            .is_some()
     }
 
     /// How many endpoints are known.

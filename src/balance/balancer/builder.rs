@@ -11,10 +11,12 @@ use tonic::transport::Endpoint;
 use tower::discover::Change;
 use tracing::info_span;
 
+use super::locality::Locality;
 use super::outlier::OutlierDetection;
 use super::policy::Policy;
 use super::service::Balancer;
 use super::shared::{Options, Shared, Template};
+use super::slow_start::SlowStart;
 use crate::discovery::{Discovery, DiscoveryView};
 use crate::endpoint::default_endpoint;
 use crate::error::Result;
@@ -91,6 +93,9 @@ impl fmt::Debug for BalancerBuilder {
             .field("panic_mode", &self.options.panic_mode)
             .field("health_check", &self.options.health_check)
             .field("removal_grace", &self.options.removal_grace)
+            .field("hashing", &self.options.hashing)
+            .field("locality", &self.options.locality)
+            .field("slow_start", &self.options.slow_start)
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +228,103 @@ impl BalancerBuilder {
     /// ```
     pub fn removal_grace(mut self, grace: Duration) -> Self {
         self.options.removal_grace = grace;
+        self
+    }
+
+    /// Sets the request header that carries a request's key under
+    /// [`Policy::ConsistentHash`] (gRPC metadata of that name; a
+    /// [`HashKey`](crate::balance::HashKey) extension takes precedence).
+    /// Defaults to [`DEFAULT_HASH_KEY_HEADER`](crate::balance::DEFAULT_HASH_KEY_HEADER),
+    /// `x-hash-key`. The value's bytes are hashed as
+    /// [`HashKey::new`](crate::balance::HashKey::new) hashes its key.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash)
+    ///     .hash_key_header(HeaderName::from_static("x-user-id"));
+    /// ```
+    pub fn hash_key_header(mut self, name: http::HeaderName) -> Self {
+        self.options.hashing.header = name;
+        self
+    }
+
+    /// Sets the bounded-load factor c of [`Policy::ConsistentHash`]: an
+    /// endpoint with ⌈c × (requests in flight + 1) / n⌉ requests in flight or
+    /// more, over n ready endpoints, is passed over for the next one on the
+    /// ring (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with
+    /// Bounded Loads", SODA 2018). Smaller spreads a hot key sooner; larger
+    /// keeps keys home longer. Defaults to 1.25; values below 1 (or NaN) are
+    /// taken as 1; [`f64::INFINITY`] turns the bound off.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash).hash_load_factor(1.5);
+    /// ```
+    pub fn hash_load_factor(mut self, factor: f64) -> Self {
+        self.options.hashing.factor = if factor >= 1.0 { factor } else { 1.0 };
+        self
+    }
+
+    /// Sets how many points each endpoint puts on the ring of
+    /// [`Policy::ConsistentHash`], from 1 to 1024. More spread the keys more
+    /// evenly (an endpoint's share varies by about 1/sqrt(points)) and cost
+    /// more memory and time: about 15 bytes per point (1.5 KB per endpoint
+    /// at the default, measured at 100,000 endpoints), and a join or leave
+    /// places or takes out each point. Every client of a fleet must use the
+    /// same number to send a key to the same server. Defaults to 100; at
+    /// 100,000 endpoints, consider fewer (20: about 30 MB rather than 150 MB).
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::ConsistentHash).hash_ring_vnodes(200);
+    /// ```
+    pub fn hash_ring_vnodes(mut self, points: u32) -> Self {
+        self.options.hashing.vnodes = points;
+        self
+    }
+
+    /// Sets locality-aware routing: the client's zone, whose endpoints (those
+    /// with the metadata `zone` of that name) take the requests while enough
+    /// of them are ready, the other zones and the endpoints without a zone
+    /// taking a share that grows smoothly as the zone's ready endpoints fall
+    /// below the threshold (see [`Locality`] for the rule and its defaults:
+    /// 70 % of the zone's endpoints, and at least one). Composes with every
+    /// policy: each picks within the group chosen. Defaults to none: every
+    /// endpoint alike, whatever its zone.
+    ///
+    /// ```
+    /// use tonic_etcd::{Balancer, Locality, Policy};
+    ///
+    /// let builder = Balancer::builder(Policy::P2c).locality(Locality::new("eu-west-1a"));
+    /// let strict = Balancer::builder(Policy::RoundRobin)
+    ///     .locality(Locality::new("a").min_ready_fraction(1.0).min_ready(2));
+    /// ```
+    pub fn locality(mut self, locality: Locality) -> Self {
+        self.options.locality = Some(locality);
+        self
+    }
+
+    /// Sets slow start: an endpoint that joins while others are ready, or
+    /// comes back into rotation (reconnected, readmitted after an ejection,
+    /// healthy again), gets a share of the requests that ramps from 10 % of
+    /// its weight to all of it over the window (see [`SlowStart`] for the
+    /// curve, after Envoy's). Weighted round robin and p2c read the ramp;
+    /// round robin with slow start schedules by weight, all equal but the
+    /// ramping endpoints'. Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_etcd::{Balancer, Policy, SlowStart};
+    ///
+    /// let builder = Balancer::builder(Policy::Weighted)
+    ///     .slow_start(SlowStart::new(Duration::from_secs(30)));
+    /// ```
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.options.slow_start = Some(slow_start);
         self
     }
 

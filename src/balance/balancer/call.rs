@@ -28,6 +28,7 @@ use super::body::Slot;
 use super::failure::Failure;
 use super::head::Head;
 use super::outcome::{Outcome, Pending};
+use super::pick::{Flight, Pick};
 use super::shared::Shared;
 use super::target::Target;
 use crate::error::ErrorChain;
@@ -70,6 +71,10 @@ struct First {
     attempt: Attempt,
     /// The attempt's outcome, to be reported (see `outcome`).
     pending: Option<Pending>,
+    /// The attempt in the balancer's count in flight, with `pending`.
+    flight: Option<Flight>,
+    /// What the picks of this request go by (its hashed key).
+    pick: Pick,
     /// The request's span, naming its endpoint (debug level).
     span: Span,
     /// The attempt's metrics (see `observe`).
@@ -96,7 +101,8 @@ impl Call {
     pub(super) fn start(shared: Arc<Shared>, request: http::Request<Body>) -> Call {
         // Only a request that may wait for an endpoint reads the clock.
         let deadline = (!shared.wait().is_zero()).then(|| Instant::now() + shared.wait());
-        let Some(target) = shared.pick(&[]) else {
+        let pick = shared.request_pick(&request);
+        let Some(target) = shared.pick_with(pick, &[]) else {
             let state = if deadline.is_none() {
                 State::Failed(Some(unavailable(&shared, None).into()))
             } else {
@@ -109,6 +115,7 @@ impl Call {
                     Slot::new(body),
                     Retry::default(),
                     deadline,
+                    pick,
                 )))
             };
             return Call { state };
@@ -120,8 +127,10 @@ impl Call {
         let channel = target.borrow_channel();
         // The attempt counts from its pick, as a retried one does.
         let pending = Some(Pending::start(&shared, &target));
+        let flight = shared.flight();
         let span = debug_span!("request", endpoint = %target.key);
-        let observed = crate::observe::Attempt::start(shared.service(), &target.addr);
+        let observed =
+            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
         Call {
             state: State::First(First {
                 shared,
@@ -130,6 +139,8 @@ impl Call {
                 slot,
                 attempt: Attempt::Waiting(channel, request),
                 pending,
+                flight,
+                pick,
                 span,
                 observed,
                 deadline,
@@ -170,6 +181,7 @@ impl Future for Call {
                 head,
                 slot,
                 deadline,
+                pick,
                 ..
             } = first;
             let mut retry_state = Retry::default();
@@ -183,6 +195,7 @@ impl Future for Call {
                         slot,
                         retry_state,
                         deadline,
+                        pick,
                     )))
                 }
             }
@@ -213,6 +226,7 @@ impl First {
         if let Some(pending) = self.pending.take() {
             pending.finish(outcome_of(&result));
         }
+        self.flight = None;
         Poll::Ready(result)
     }
 }
@@ -273,13 +287,14 @@ async fn retry(
     slot: Slot,
     mut state: Retry,
     deadline: Option<Instant>,
+    pick: Pick,
 ) -> Response {
     // Only a request that may wait for an endpoint follows the changes.
     let mut changes = deadline.map(|deadline| (deadline, shared.changes()));
     loop {
         let target = match state.again.take() {
             Some(target) => target,
-            None => match shared.pick(&state.tried) {
+            None => match shared.pick_with(pick, &state.tried) {
                 Some(target) => target,
                 None => {
                     if let Some((deadline, changes)) = &mut changes {
@@ -297,7 +312,9 @@ async fn retry(
         let mut request = head.request(Body::new(slot.lend()));
         *request.extensions_mut() = std::mem::take(&mut extensions);
         let pending = Pending::start(&shared, &target);
-        let mut observed = crate::observe::Attempt::start(shared.service(), &target.addr);
+        let flight = shared.flight();
+        let mut observed =
+            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
             .channel()
@@ -306,6 +323,7 @@ async fn retry(
             .instrument(span)
             .await;
         pending.finish(outcome_of(&result));
+        drop(flight);
         match crate::observe::Attempt::finish(result, &mut observed, Body::new) {
             Ok(response) => return Ok(response),
             Err(error) => state.failed(&shared, target, error, &slot)?,

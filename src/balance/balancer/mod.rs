@@ -22,7 +22,14 @@
 //!   the set's lock), `health_wiring` (active health checks).
 //! - `ready`: what the policies pick from, O(1) or O(log n) per pick and per
 //!   change: `rotation` (round robin in key order), `schedule` (weighted
-//!   round robin, earliest deadline first) and p2c's dense list;
+//!   round robin, earliest deadline first), p2c's dense list and `ring`
+//!   (consistent hashing with bounded loads);
+//! - `hash_key`: [`HashKey`] and how a request's key is read and hashed;
+//!   `pick`: what a pick goes by besides the endpoints (the request's key,
+//!   the requests in flight);
+//! - routing: `locality` ([`Locality`], the client's zone first, spilling
+//!   over smoothly) and `slow_start` ([`SlowStart`], the ramp of a new
+//!   endpoint's weight), both over plain data;
 //! - `bench`: a hidden hook that lets the benchmarks time a pick alone.
 
 mod bench;
@@ -32,20 +39,25 @@ mod call;
 mod detector;
 mod exclusion;
 mod failure;
+mod hash_key;
 mod head;
 mod health;
 mod health_wiring;
 mod load;
+mod locality;
 mod outcome;
 mod outlier;
+mod pick;
 mod picker;
 mod policy;
 mod ready;
+mod ring;
 mod rotation;
 mod schedule;
 mod service;
 mod set;
 mod shared;
+mod slow_start;
 mod status;
 mod target;
 mod tasks;
@@ -53,9 +65,12 @@ mod tasks;
 #[doc(hidden)]
 pub use bench::PickBench;
 pub use builder::BalancerBuilder;
+pub use hash_key::{HashKey, DEFAULT_HASH_KEY_HEADER};
+pub use locality::Locality;
 pub use outlier::OutlierDetection;
 pub use policy::{ParsePolicyError, Policy};
 pub use service::{Balancer, ResponseFuture};
+pub use slow_start::SlowStart;
 pub use status::{EndpointState, EndpointStatus};
 
 const _: () = {
@@ -66,7 +81,10 @@ const _: () = {
     assert_bounds::<Policy>();
     assert_bounds::<EndpointStatus>();
     assert_bounds::<OutlierDetection>();
+    assert_bounds::<Locality>();
+    assert_bounds::<SlowStart>();
     assert_bounds::<EndpointState>();
+    assert_bounds::<HashKey>();
     assert_send_sync::<BalancerBuilder>();
     assert_send_sync::<ParsePolicyError>();
     assert_send::<ResponseFuture>();

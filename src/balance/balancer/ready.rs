@@ -5,18 +5,22 @@
 //! Every ready endpoint has a slot (a small number, fixed for its life in
 //! the set) and a place in a dense list (for p2c's random draws, and counts);
 //! round robin adds a [`Rotation`] in key order, weighted round robin a
-//! [`Schedule`]. p2c's draws are in `picker`; the dense list points straight
-//! at each endpoint's load, so that a draw reads one entry and one load (no
-//! lock: see `load`), and only the winner's target is looked up.
+//! [`Schedule`], consistent hashing a [`Ring`]. p2c's draws are in `picker`;
+//! the dense list points straight at each endpoint's load, so that a draw
+//! reads one entry and one load (no lock: see `load`), and only the winner's
+//! target is looked up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
+use super::hash_key::{hash, load_bound, Hashing};
 use super::load::{Nanos, PeakEwma};
+use super::pick::Pick;
 use super::picker::p2c;
 use super::policy::Policy;
+use super::ring::Ring;
 use super::rotation::Rotation;
 use super::schedule::Schedule;
 use super::target::Target;
@@ -36,11 +40,13 @@ struct Node {
 }
 
 /// One ready endpoint in the dense list: what p2c reads of it, one pointer
-/// away each (16 bytes, so that the list of 100,000 stays near the cache).
+/// away each (24 bytes, so that the list of 100,000 stays near the cache).
 #[derive(Debug)]
 struct Dense {
     load: Arc<PeakEwma>,
     target: Arc<Target>,
+    /// Slow start's factor (1 unless ramping; see `slow_start`).
+    ramp: f64,
 }
 
 impl Dense {
@@ -50,8 +56,14 @@ impl Dense {
     /// each), and misses that overlap cost about one: the two candidates'
     /// four lines are read at once rather than the winner's target after
     /// the comparison.
+    ///
+    /// Slow start: a ramping endpoint wins with probability ramp / 2 (see
+    /// `slow_start`); otherwise it counts as infinitely loaded.
     fn cost(&self, now: Nanos) -> f64 {
         std::hint::black_box(Arc::strong_count(&self.target));
+        if self.ramp < 1.0 && rand::random::<f64>() >= self.ramp / 2.0 {
+            return f64::INFINITY;
+        }
         self.load.cost(now)
     }
 }
@@ -61,6 +73,13 @@ enum Order {
     Rotation(Rotation),
     Schedule(Schedule),
     Random,
+    /// Consistent hashing; keyless requests take the dense list in turn,
+    /// from `turn`.
+    Ring {
+        ring: Ring,
+        factor: f64,
+        turn: usize,
+    },
 }
 
 /// The ready endpoints, by slot; see the module docs.
@@ -80,6 +99,14 @@ impl Ready {
             Policy::RoundRobin => Order::Rotation(Rotation::default()),
             Policy::Weighted => Order::Schedule(Schedule::default()),
             Policy::P2c => Order::Random,
+            Policy::ConsistentHash => {
+                let hashing = Hashing::default();
+                Order::Ring {
+                    ring: Ring::new(hashing.vnodes),
+                    factor: hashing.factor,
+                    turn: 0,
+                }
+            }
         };
         Self {
             nodes: Vec::new(),
@@ -91,6 +118,16 @@ impl Ready {
 
     pub(super) fn len(&self) -> usize {
         self.dense.len()
+    }
+
+    /// Sets consistent hashing's points per endpoint and load factor (see
+    /// the builder); before any endpoint is in. Other policies ignore it.
+    pub(super) fn hashing(&mut self, vnodes: u32, load_factor: f64) {
+        if let Order::Ring { ring, factor, .. } = &mut self.order {
+            debug_assert_eq!(ring.len(), 0, "the ring is set up while empty");
+            *ring = Ring::new(vnodes);
+            *factor = load_factor;
+        }
     }
 
     /// Makes `slot` pickable with `target` and `weight` (used by weighted
@@ -112,16 +149,26 @@ impl Ready {
             Order::Rotation(rotation) => rotation.insert(&target.key, slot),
             Order::Schedule(schedule) => schedule.insert(slot, weight),
             Order::Random => {}
+            Order::Ring { ring, .. } => ring.insert(slot, hash(target.key.as_bytes())),
         }
         self.dense.push(Dense {
             load: target.load.clone(),
             target: target.clone(),
+            ramp: 1.0,
         });
         self.dense_slots.push(slot);
         self.nodes[index] = Some(Node {
             target,
             dense: self.dense.len() as u32 - 1,
         });
+    }
+
+    /// Finishes the work a batch of changes left for later (consistent
+    /// hashing places the points of new endpoints in one pass).
+    pub(super) fn settle(&mut self) {
+        if let Order::Ring { ring, .. } = &mut self.order {
+            ring.settle();
+        }
     }
 
     /// Takes `slot` out of the picks; whether it was in.
@@ -137,6 +184,9 @@ impl Ready {
                 schedule.remove(slot);
             }
             Order::Random => {}
+            Order::Ring { ring, .. } => {
+                ring.remove(slot);
+            }
         }
         let index = node.dense as usize;
         self.dense.swap_remove(index);
@@ -156,16 +206,23 @@ impl Ready {
         }
     }
 
-    /// A ready endpoint by the policy, passing over the targets whose epochs
-    /// are in `tried`.
-    pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
+    /// Sets slow start's factor of a ready `slot`, which p2c reads.
+    pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
+        if let Some(Some(node)) = self.nodes.get(slot as usize) {
+            self.dense[node.dense as usize].ramp = factor;
+        }
+    }
+
+    /// A ready endpoint by the policy and `pick`, passing over the targets
+    /// whose epochs are in `tried`.
+    pub(super) fn pick(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
-        let target = |slot: u32| {
-            &nodes[slot as usize]
+        let node = |slot: u32| {
+            nodes[slot as usize]
                 .as_ref()
                 .expect("a picked slot is ready")
-                .target
         };
+        let target = |slot: u32| &node(slot).target;
         let skip = |slot: u32| !tried.is_empty() && tried.contains(&target(slot).epoch);
         let slot = match &mut self.order {
             Order::Rotation(rotation) => rotation.pick(skip)?,
@@ -181,6 +238,19 @@ impl Ready {
                 };
                 return Some(dense[index].target.clone());
             }
+            Order::Ring { ring, factor, turn } => match pick.key {
+                Some(key) => {
+                    let bound = load_bound(*factor, pick.in_flight, self.dense.len());
+                    // No endpoint has more in flight than all together: below
+                    // the bound, none is full and no load need be read.
+                    let full = |slot: u32| {
+                        bound <= pick.in_flight && target(slot).load.in_flight() >= bound
+                    };
+                    ring.settle();
+                    ring.pick(key, skip, full)?
+                }
+                None => in_turn(&self.dense_slots, turn, skip)?,
+            },
         };
         Some(target(slot).clone())
     }
@@ -203,6 +273,22 @@ impl Ready {
     pub(super) fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
         self.nodes.iter().flatten().map(|node| &node.target)
     }
+}
+
+/// The slot at `turn` of the dense list (given by its `slots`), or the next
+/// one `skip` does not refuse, at most once round; `turn` moves past it. Round
+/// robin over the dense list, whose order changes as endpoints leave (a
+/// swap): keyless requests are spread evenly, though not in key order.
+fn in_turn(slots: &[u32], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Option<u32> {
+    let n = slots.len();
+    for _ in 0..n {
+        let index = *turn % n;
+        *turn = index + 1;
+        if !skip(slots[index]) {
+            return Some(slots[index]);
+        }
+    }
+    None
 }
 
 /// p2c among the entries of `dense` whose targets' epochs are not in

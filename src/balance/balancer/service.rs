@@ -45,7 +45,7 @@ use crate::discovery::DiscoveryView;
 ///
 /// - [`Policy::RoundRobin`]: strict rotation over the ready endpoints in key
 ///   order; 30 sequential requests over three endpoints give exactly 10 each.
-/// - [`Policy::Weighted`]: smooth weighted round robin (nginx's) over the
+/// - [`Policy::Weighted`]: weighted round robin over the
 ///   [`Instance::weight`](crate::Instance::weight)s in the registry, exact over
 ///   each round of `sum(weights)` requests and spread out within it. A weight
 ///   changed with [`Registration::update`](crate::Registration::update)
@@ -55,6 +55,21 @@ use crate::discovery::DiscoveryView;
 ///   with the lower `response time estimate × (requests in flight + 1)` wins.
 ///   The estimate follows a slower response at once and a faster one over a
 ///   10 s decay; it is measured until the response headers arrive.
+/// - [`Policy::ConsistentHash`]: the endpoint of the request's key
+///   ([`HashKey`](crate::balance::HashKey) extension or key header) on a hash
+///   ring, passed over for the next one on the ring while it has more than
+///   its bounded share of the requests in flight; keyless requests in turn.
+///
+/// Two options shape where the policy picks, both off by default:
+///
+/// - [`locality`](super::BalancerBuilder::locality): the endpoints of the
+///   client's zone ([`Locality`](crate::Locality)) take the requests while
+///   enough of them are ready; below that, a share that grows smoothly with
+///   each missing endpoint spills over to the other zones. The policy picks
+///   within the group chosen.
+/// - [`slow_start`](super::BalancerBuilder::slow_start): an endpoint that joins
+///   or comes back into rotation gets a share of the requests that ramps up
+///   over a window ([`SlowStart`](crate::SlowStart), after Envoy's).
 ///
 /// # Behaviour
 ///

@@ -1,6 +1,7 @@
 //! The endpoint set of a balancer: one [`Entry`] per instance, sorted by key,
-//! the reasons an entry is not picked, and [`Ready`], what the pickers read.
-//! (About 460 lines: every change of an entry keeps the pickers' structures
+//! the reasons an entry is not picked, and [`Zones`], what the pickers read
+//! (the ready endpoints, by zone), with slow start's [`Ramps`].
+//! (About 540 lines: every change of an entry keeps the pickers' structures
 //! and the per-state counters in step, and that bookkeeping belongs together.)
 //!
 //! Every operation costs O(log n) or less: a batch of k changes costs
@@ -10,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -19,8 +20,10 @@ use tower::discover::Change;
 use tracing::debug;
 
 use super::load::{PeakEwma, DEFAULT_RTT};
+use super::pick::Pick;
+use super::locality::{Locality, Zones};
 use super::policy::Policy;
-use super::ready::Ready;
+use super::slow_start::{Ramps, SlowStart};
 use super::target::Target;
 use crate::instance::Instance;
 
@@ -117,7 +120,10 @@ pub(super) struct Plan {
 #[derive(Debug)]
 pub(super) struct Set {
     pub(super) entries: BTreeMap<String, Entry>,
-    ready: Ready,
+    /// The ready endpoints, by zone (one group without a locality).
+    ready: Zones,
+    /// Slow start's ramps (a no-op when it is off).
+    ramps: Ramps,
     /// Slots given back by removed entries, and the next never used.
     free: Vec<u32>,
     slots: u32,
@@ -141,7 +147,8 @@ impl Set {
     pub(super) fn new(policy: Policy, runtime: Handle) -> Self {
         Self {
             entries: BTreeMap::new(),
-            ready: Ready::new(policy),
+            ready: Zones::new(policy, None),
+            ramps: Ramps::default(),
             free: Vec::new(),
             slots: 0,
             next_epoch: 0,
@@ -152,6 +159,66 @@ impl Set {
             panic_mode: false,
             panic_cursor: None,
         }
+    }
+
+    /// Sets locality-aware routing and slow start, on an empty set. Round
+    /// robin with slow start schedules by weight (see `slow_start`).
+    pub(super) fn route(
+        &mut self,
+        policy: Policy,
+        locality: Option<Locality>,
+        slow_start: Option<SlowStart>,
+    ) {
+        debug_assert!(self.entries.is_empty());
+        self.ramps = Ramps::new(slow_start, policy == Policy::RoundRobin);
+        let order = match policy {
+            Policy::RoundRobin if self.ramps.on() => Policy::Weighted,
+            policy => policy,
+        };
+        self.ready = Zones::new(order, locality);
+    }
+
+    /// Starts the slow start of `key` at `now` if it is ready and slow
+    /// start is on: its weight drops to the ramp's first step. O(log n).
+    pub(super) fn ramp_up(&mut self, key: &str, now: Instant) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        if !entry.ready() || !self.ramps.start(key, now) {
+            return;
+        }
+        entry.weight = self.ramps.weight(key, &entry.instance, now);
+        self.ready.set_weight(entry.slot, entry.weight);
+        self.ready.set_ramp(entry.slot, self.ramps.factor(key, now));
+    }
+
+    /// Steps every ramping endpoint's weight to `now`; whether some are
+    /// still ramping. O(r log n) for r ramping.
+    pub(super) fn ramp_step(&mut self, now: Instant) -> bool {
+        for (key, factor) in self.ramps.advance(now) {
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            entry.weight =
+                super::slow_start::scaled(self.ramps.full_weight(&entry.instance), factor);
+            if entry.ready() {
+                self.ready.set_weight(entry.slot, entry.weight);
+                self.ready.set_ramp(entry.slot, factor);
+            }
+        }
+        self.ramps.ramping()
+    }
+
+    /// Whether some endpoints are ramping up, and how often to step them.
+    pub(super) fn ramping(&self) -> Option<Duration> {
+        self.ramps.step().filter(|_| self.ramps.ramping())
+    }
+
+    /// The share of the picks that go to the client's zone now (1 without
+    /// locality-aware routing).
+    #[allow(dead_code)] // For statuses and tests.
+    pub(super) fn local_share(&self) -> f64 {
+        self.ready.local_share()
     }
 
     fn epoch(&mut self) -> u64 {
@@ -171,8 +238,28 @@ impl Set {
 
     /// A ready endpoint by the policy, passing over the targets whose epochs
     /// are in `tried`: O(1) for round robin and p2c, O(log n) for weighted.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn pick(&mut self, tried: &[u64]) -> Option<Arc<Target>> {
-        self.ready.pick(tried)
+        self.pick_with(&Pick::default(), tried)
+    }
+
+    /// [`pick`](Self::pick) for a request's [`Pick`] (its hashed key, for
+    /// consistent hashing: O(1) expected).
+    pub(super) fn pick_with(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
+        self.ready.pick(pick, tried)
+    }
+
+    /// Finishes the work a batch of changes left for later, once per batch
+    /// (consistent hashing places the points of new endpoints in one pass;
+    /// a pick would do it too).
+    pub(super) fn settle(&mut self) {
+        self.ready.settle();
+    }
+
+    /// Sets consistent hashing's points per endpoint and load factor, while
+    /// the set is empty (other policies ignore it).
+    pub(super) fn hashing(&mut self, vnodes: u32, factor: f64) {
+        self.ready.hashing(vnodes, factor);
     }
 
     /// How many of them are ejected by outlier detection. O(1).
@@ -267,7 +354,7 @@ impl Set {
                     // Same endpoint: keep its connection (and its exclusions).
                     if entry.instance.weight != instance.weight {
                         debug!(%key, weight = instance.weight, "weight changed");
-                        entry.weight = instance.weight.max(1);
+                        entry.weight = self.ramps.weight(&key, &instance, Instant::now());
                         entry.instance = instance;
                         if entry.ready() {
                             self.ready.set_weight(entry.slot, entry.weight);
@@ -308,7 +395,8 @@ impl Set {
             PeakEwma::new(rtt),
             epoch,
         ));
-        let weight = instance.weight.max(1);
+        let weight = self.ramps.full_weight(&instance);
+        self.ready.join(slot, &instance);
         self.ready.insert(slot, target.clone(), weight);
         debug!(%key, addr = %instance.addr, weight = instance.weight, "endpoint inserted");
         self.entries.insert(
@@ -403,6 +491,10 @@ impl Set {
                 .insert(entry.slot, entry.target.clone(), entry.weight);
         }
         self.count(why, -1);
+        // Back after a time out of rotation, it ramps up as a new one.
+        if ready && self.ready.len() > 1 {
+            self.ramp_up(key, Instant::now());
+        }
         ready
     }
 
@@ -410,7 +502,7 @@ impl Set {
     /// instance's): for a slow start that ramps an endpoint up. O(log n);
     /// whether `key` is there. The next weight change from the registry
     /// sets it back to the instance's.
-    #[allow(dead_code)] // For slow start.
+    #[allow(dead_code)] // For tests and operators.
     pub(super) fn set_weight(&mut self, key: &str, weight: u32) -> bool {
         let Some(entry) = self.entries.get_mut(key) else {
             return false;
@@ -439,6 +531,8 @@ impl Set {
                     probe.abort();
                 }
                 self.ready.remove(entry.slot);
+                self.ready.leave(entry.slot);
+                self.ramps.stop(key);
                 self.free.push(entry.slot);
                 true
             }
@@ -457,5 +551,7 @@ fn same_endpoint(a: &Instance, b: &Instance) -> bool {
         && a.metadata == b.metadata
 }
 
+#[cfg(test)]
+mod routing_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! [`Shared`]: what every clone of a balancer, its tasks and its requests
 //! share: the policy, the endpoint template, the endpoint set, and the rules
-//! that change it. (About 440 lines: the batch apply, the removal grace and
+//! that change it. (About 490 lines: the batch apply, the removal grace and
 //! the connect-failure ejection all take the one lock; ejections for answers
-//! live in `exclusion.rs`.)
+//! live in `exclusion.rs`, slow start's ramps in `slow_start.rs`.)
 //!
 //! ```text
 //! Insert ──► Ready ──(connect error on a request)──► Unreachable ──(probe connects)──► Ready
@@ -21,18 +21,22 @@
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint};
 use tower::discover::Change;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::hash_key::Hashing;
 use super::health_wiring;
+use super::locality::Locality;
 use super::outlier::OutlierDetection;
+use super::pick::{Flight, InFlight, Pick};
 use super::policy::Policy;
 use super::set::{Exclusion, Set};
+use super::slow_start::SlowStart;
 use super::status::{EndpointState, EndpointStatus};
 use super::target::Target;
 use super::tasks::probe;
@@ -51,6 +55,12 @@ pub(super) struct Options {
     /// The service name of the health checks; `None` without.
     pub(super) health_check: Option<String>,
     pub(super) removal_grace: Duration,
+    /// Consistent hashing's key header, load factor and ring size.
+    pub(super) hashing: Hashing,
+    /// Locality-aware routing; `None` without.
+    pub(super) locality: Option<Locality>,
+    /// Slow start; `None` without.
+    pub(super) slow_start: Option<SlowStart>,
 }
 
 /// How long a removal that would leave no ready endpoint waits by default.
@@ -63,6 +73,9 @@ impl Default for Options {
             panic_mode: true,
             health_check: None,
             removal_grace: REMOVAL_GRACE,
+            hashing: Hashing::default(),
+            locality: None,
+            slow_start: None,
         }
     }
 }
@@ -82,6 +95,12 @@ pub(super) struct Shared {
     /// Bumped on every change of the ready list, for requests waiting for an
     /// endpoint.
     generation: watch::Sender<u64>,
+    /// Its share of the endpoint gauges of its service.
+    gauges: crate::observe::BalancerGauges,
+    /// Requests in flight, counted under consistent hashing only.
+    in_flight: InFlight,
+    /// Wakes the driver's ramp steps when an endpoint starts ramping.
+    ramping: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -114,7 +133,11 @@ impl Shared {
         let runtime = tokio::runtime::Handle::current();
         let mut set = Set::new(policy, runtime.clone());
         set.panic_mode = options.panic_mode;
+        // `route` makes the groups that `hashing` then sets up.
+        set.route(policy, options.locality.clone(), options.slow_start.clone());
+        set.hashing(options.hashing.vnodes, options.hashing.factor);
         Self {
+            gauges: crate::observe::BalancerGauges::new(&service),
             service,
             policy,
             template,
@@ -124,6 +147,8 @@ impl Shared {
             set: Mutex::new(set),
             pending_removals: Mutex::new(HashMap::new()),
             generation: watch::Sender::new(0),
+            in_flight: InFlight::default(),
+            ramping: Notify::new(),
         }
     }
 
@@ -166,15 +191,35 @@ impl Shared {
     /// Tells waiting requests and the endpoint gauges; called with the lock
     /// held, once per batch.
     pub(super) fn changed(&self, set: &mut Set) {
+        set.settle();
         let (unreachable, unhealthy) = set.unreachable_and_unhealthy();
-        crate::observe::endpoint_states(
-            &self.service,
-            set.ready_len(),
-            unreachable,
-            set.ejected_len(),
-            unhealthy,
-        );
+        self.gauges
+            .set([set.ready_len(), unreachable, set.ejected_len(), unhealthy]);
         self.generation.send_modify(|g| *g += 1);
+        if set.ramping().is_some() {
+            self.ramping.notify_one();
+        }
+    }
+
+    /// Whether slow start is on.
+    pub(super) fn slow_start(&self) -> bool {
+        self.options.slow_start.is_some()
+    }
+
+    /// Waits until some endpoint ramps up (slow start); then the step
+    /// between two [`ramp_step`](Self::ramp_step)s.
+    pub(super) async fn ramp_started(&self) -> Duration {
+        loop {
+            if let Some(step) = self.lock().ramping() {
+                return step;
+            }
+            self.ramping.notified().await;
+        }
+    }
+
+    /// Steps the ramping weights to now; whether some still ramp.
+    pub(super) fn ramp_step(&self) -> bool {
+        self.lock().ramp_step(Instant::now())
     }
 
     /// How many endpoints are known and how many of them are not ready.
@@ -228,8 +273,39 @@ impl Shared {
     /// are in `tried`; in panic mode, when none is ready, one excluded only
     /// for its answers.
     pub(super) fn pick(&self, tried: &[u64]) -> Option<Arc<Target>> {
+        self.pick_with(Pick::default(), tried)
+    }
+
+    /// [`pick`](Self::pick) for a request's [`Pick`] (from
+    /// [`request_pick`](Self::request_pick)).
+    pub(super) fn pick_with(&self, mut pick: Pick, tried: &[u64]) -> Option<Arc<Target>> {
+        if pick.key.is_some() {
+            pick.in_flight = self.in_flight.get();
+        }
         let mut set = self.lock();
-        set.pick(tried).or_else(|| set.pick_panic(tried))
+        set.pick_with(&pick, tried)
+            .or_else(|| set.pick_panic(tried))
+    }
+
+    /// What the picks of `request` go by: its hashed key under consistent
+    /// hashing (hashed here, once per request), nothing otherwise.
+    pub(super) fn request_pick<B>(&self, request: &http::Request<B>) -> Pick {
+        match self.policy {
+            Policy::ConsistentHash => Pick::keyed(self.options.hashing.key_of(request)),
+            _ => Pick::default(),
+        }
+    }
+
+    /// The attempts in flight counted by [`flight`](Self::flight).
+    #[cfg(test)]
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Counts one attempt in flight until the guard is dropped, under
+    /// consistent hashing (its load bound reads the count).
+    pub(super) fn flight(&self) -> Option<Flight> {
+        (self.policy == Policy::ConsistentHash).then(|| self.in_flight.start())
     }
 
     /// Applies one discovery change.
@@ -264,8 +340,14 @@ impl Shared {
         }
         if !built.is_empty() {
             let rtt = set.peer_rtt();
+            // Slow start: the endpoints there at the start, or joining an
+            // empty set, take no traffic from anyone; they do not ramp.
+            let warm = set.ready_len() > 0;
             for (key, instance, endpoint) in built {
                 let target = set.insert(key, instance, endpoint, rtt);
+                if warm {
+                    set.ramp_up(&target.key, Instant::now());
+                }
                 self.attach(&target);
             }
             changed = true;

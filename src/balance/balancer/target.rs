@@ -34,6 +34,8 @@ pub(super) struct Target {
     pub(super) epoch: u64,
     /// Its counters, outlier detection and health-service state.
     pub(super) health: Health,
+    /// Its metric handles, made by its first request.
+    pub(super) metrics: crate::observe::EndpointMetrics,
 }
 
 /// The channel of a target that has been used.
@@ -74,6 +76,7 @@ impl Target {
             load: Arc::new(load),
             epoch,
             health: Health::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -61,10 +61,22 @@ pub(super) async fn drive(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut open = true;
+    // Slow start's steps: only while some endpoint ramps.
+    let mut ramp: Option<tokio::time::Interval> = None;
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => break,
+            step = shared.ramp_started(), if ramp.is_none() && shared.slow_start() => {
+                let mut interval = tokio::time::interval(step);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ramp = Some(interval);
+            }
+            _ = async { ramp.as_mut().expect("guarded").tick().await }, if ramp.is_some() => {
+                if !shared.ramp_step() {
+                    ramp = None;
+                }
+            }
             change = changes.next(), if open => match change {
                 Some(change) => {
                     let mut batch = vec![change];

@@ -68,10 +68,16 @@ pub(crate) fn aperture<'a>(
     if n == 0 || clients == 0 {
         return Vec::new();
     }
-    let (rank, clients_wide, n_wide) = (rank as u128, clients as u128, n as u128);
-    // round(rank · n / clients), halves up.
-    let start = ((2 * rank * n_wide + clients_wide) / (2 * clients_wide)) as usize;
+    let start = window_start(rank, clients, n);
     (0..size.min(n)).map(|i| ring[(start + i) % n]).collect()
+}
+
+/// Where the window of the client of rank `rank` among `clients` starts on
+/// a ring of `n` servers: round(rank · n / clients), halves up (`n` when
+/// `rank == clients`, which no client has).
+pub(crate) fn window_start(rank: usize, clients: usize, n: usize) -> usize {
+    let (rank, clients, n) = (rank as u128, clients as u128, n as u128);
+    ((2 * rank * n + clients) / (2 * clients)) as usize
 }
 
 /// Rendezvous (highest random weight) hashing: the `size` servers that score

@@ -30,6 +30,7 @@
 //! is the ground layer's one other place, with `status.rs`, that does.)
 
 mod body;
+mod identity;
 mod liveness;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
 use body::{unavailable, Heard, Once, Sent};
+pub(crate) use identity::{connection_of, Connection};
 pub(crate) use liveness::PATIENCE;
 use liveness::{choose, Liveness};
 
@@ -74,6 +76,7 @@ impl BalancedChannelBuilder for Failover {
             members: RwLock::new(Vec::new()),
             pinned: AtomicUsize::new(0),
             changed: Notify::new(),
+            connection: Connection::new(),
         });
         let (tx, rx) = mpsc::channel(buffer.max(1));
         tokio::spawn(apply_changes(Arc::downgrade(&shared), rx));
@@ -119,6 +122,8 @@ struct Shared {
     pinned: AtomicUsize,
     /// Members were added or removed.
     changed: Notify,
+    /// Which connect made this channel (see [`connection_of`]).
+    connection: Connection,
 }
 
 impl Shared {
@@ -181,6 +186,10 @@ impl Service<Request<Body>> for FailoverChannel {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if identity::answer(self.shared.connection) {
+            // `connection_of`'s question: answered, and nothing is sent.
+            return Box::pin(std::future::ready(Err("connection identified".into())));
+        }
         let shared = self.shared.clone();
         Box::pin(async move {
             let member = shared.pick_eventually().await;

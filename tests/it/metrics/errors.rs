@@ -1,66 +1,42 @@
-//! Failures in the client's metrics: a server that fails every request (run
-//! here, in the test) counts `UNAVAILABLE` on its endpoint; an instance that
-//! cannot be reached counts `UNAVAILABLE` for the attempt and one ejection.
+//! Failures in the client's metrics: a `helloworld-server --error-rate 1.0`
+//! (a real process, failing every request with `UNAVAILABLE`) counts
+//! `UNAVAILABLE` on its endpoint and an outlier ejection; an instance that
+//! cannot be reached counts `UNAVAILABLE` for the attempt and a
+//! `connect_error` ejection.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
-use tonic::{Request, Response, Status};
 use tonic_etcd::{Instance, Registrar};
 
 use crate::support;
-use crate::support::balancer::hello::greeter_server::{Greeter, GreeterServer};
-use crate::support::balancer::hello::{HelloReply, HelloRequest};
 use crate::support::examples::Cmd;
 use crate::support::scrape::wait_samples;
 use crate::support::Etcd;
 
-use super::metrics_addr;
+use super::{metrics_addr, server};
 
 const WITHIN: Duration = Duration::from_secs(20);
-
-/// Fails every request with `UNAVAILABLE`, as `--error-rate 1.0` would.
-struct Failing;
-
-#[tonic::async_trait]
-impl Greeter for Failing {
-    async fn say_hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Err(Status::unavailable("injected failure"))
-    }
-}
-
-/// Serves [`Failing`] on a free port of 127.0.0.1 until the runtime ends.
-fn failing_server() -> SocketAddr {
-    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = incoming.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(GreeterServer::new(Failing))
-            .serve_with_incoming(incoming),
-    );
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_count_unavailable_and_an_unreachable_instance_an_ejection() {
     let etcd = Etcd::start().await;
     let endpoint = etcd.endpoint();
     let service = support::unique("metrics-fail");
-    let failing = failing_server().to_string();
+    let (mut failing_server, _) = server(&endpoint, &service, &["--error-rate", "1.0"]);
+    let failing = failing_server.addr.clone();
+    failing_server
+        .wait_registered(
+            &etcd.client().await,
+            &format!("/services/{service}/{failing}"),
+            WITHIN,
+        )
+        .await;
     // Nothing listens there.
     let dead = format!("127.0.0.1:{}", support::free_port());
-    let mut registrations = Vec::new();
-    for addr in [&failing, &dead] {
-        let instance = Instance::new(service.as_str(), addr.as_str()).unwrap();
-        registrations.push(
-            Registrar::new(etcd.client().await)
-                .register(instance)
-                .await
-                .unwrap(),
-        );
-    }
+    let registration = Registrar::new(etcd.client().await)
+        .register(Instance::new(service.as_str(), dead.as_str()).unwrap())
+        .await
+        .unwrap();
 
     let metrics = metrics_addr();
     let proc = Cmd::client()
@@ -138,11 +114,17 @@ async fn failures_count_unavailable_and_an_unreachable_instance_an_ejection() {
         ),
         Some(1.0)
     );
-    assert!(
-        samples
-            .find("tonic_etcd_client_requests_total", &[("code", "OK")])
-            .next()
-            .is_none(),
+    // Its OK series is there from its first request, at 0.
+    assert_eq!(
+        samples.value(
+            "tonic_etcd_client_requests_total",
+            &[
+                ("service", &service),
+                ("endpoint", &failing),
+                ("code", "OK")
+            ]
+        ),
+        Some(0.0),
         "no OK"
     );
     // The client saw each failure (it prints it after the metric counts it).
@@ -152,5 +134,6 @@ async fn failures_count_unavailable_and_an_unreachable_instance_an_ejection() {
     })
     .await;
     drop(proc);
-    drop(registrations);
+    drop(registration);
+    drop(failing_server);
 }

@@ -9,18 +9,27 @@
 //!   restart counts a watch restart.
 //! - `registration`: `registration_up` is 1 while registered, 0 while etcd is
 //!   down, 1 again after, with the lost lease and the re-registration counted.
-//! - `errors`: a server that fails every request counts `UNAVAILABLE`; an
-//!   instance that cannot be reached counts an ejection.
+//! - `errors`: a `helloworld-server --error-rate 1.0` counts `UNAVAILABLE`
+//!   and an outlier ejection; an instance that cannot be reached counts a
+//!   `connect_error` ejection.
+//! - `outside`: the outside check, end to end: three servers and a
+//!   client; the `OK` counts add up, a SIGTERM moves the instances gauge
+//!   from 3 to 2, and every metric of the table is there with its labels
+//!   (with a watch restart and a resync made to happen).
+//! - `shared`: two balancers of one service in one process: the endpoint
+//!   gauges are the sum of theirs.
 //! - `dashboard`: the Grafana dashboard of `contrib/` covers the table.
-//! - `format`: the scrape helper's parser, on synthetic input.
 //! - `format`: the scrape helper's parser, on synthetic input.
 
 mod dashboard;
 mod errors;
 mod format;
 mod instances;
+mod outside;
 mod registration;
 mod requests;
+#[cfg(feature = "metrics")]
+mod shared;
 
 use std::net::SocketAddr;
 

@@ -31,8 +31,12 @@ async fn registration_up_is_1_when_registered_and_0_while_etcd_is_down() {
     let first = wait_samples(metrics, WITHIN, "up = 1", up(1.0)).await;
     assert_eq!(
         first.value("tonic_etcd_registration_reregistrations_total", &labels),
-        None,
-        "the first registration is not a re-registration"
+        Some(0.0),
+        "the first registration is not a re-registration (its counters show as 0)"
+    );
+    assert_eq!(
+        first.value("tonic_etcd_registration_keepalive_failures_total", &labels),
+        Some(0.0)
     );
 
     etcd.stop().await;

@@ -1,4 +1,5 @@
-//! Discoveries of one `DiscoveryHub` share one etcd watch, counted by etcd
+//! Discoveries of one `DiscoveryHub` share one etcd watch (the process-wide
+//! sharing of `Discovery::new` is in `it::discovery::sharing`), counted by etcd
 //! itself (its `etcd_debugging_mvcc_watcher_total` gauge: each test has its
 //! own etcd, so the count is ours alone).
 
@@ -156,7 +157,8 @@ async fn only_the_same_filter_shares() {
         "a closure and a version are watches of their own"
     );
 
-    // A discovery made with Discovery::new shares nothing.
+    // A discovery made with Discovery::new shares process-wide with the
+    // discoveries of its connection, never with a hub's.
     let _alone = tonic_etcd::Discovery::new(client, &service)
         .changes()
         .await

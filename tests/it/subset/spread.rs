@@ -216,3 +216,59 @@ async fn a_client_key_that_cannot_be_written_falls_back_to_rendezvous() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn the_view_lists_every_instance_and_says_which_are_the_subset() {
+    let etcd = Etcd::start().await;
+    let mut client = etcd.client().await;
+    let service = support::unique("subsetview");
+    for i in 0..5u16 {
+        changes::put(
+            &mut client,
+            &changes::instance(&service, &format!("s{i}"), 24_000 + i),
+        )
+        .await;
+    }
+    let subset = Subset::new(3).client_id("viewer").settle(Duration::ZERO);
+    let changes = Discovery::new(client.clone(), &service)
+        .subset(subset)
+        .changes()
+        .await
+        .unwrap();
+    let view = changes.view();
+    assert_eq!(view.snapshot().len(), 5, "the snapshot: every instance");
+    let chosen = |view: &tonic_etcd::DiscoveryView| -> BTreeSet<String> {
+        view.subset()
+            .expect("subsetting on")
+            .into_iter()
+            .map(|i| format!("/services/{service}/{}", i.id))
+            .collect()
+    };
+    let carried = follow(changes);
+    support::wait_until(Duration::from_secs(5), "three carried", || {
+        let n = carried.lock().unwrap().len();
+        async move { n == 3 }
+    })
+    .await;
+    assert_eq!(
+        chosen(&view),
+        *carried.lock().unwrap(),
+        "the view's subset is the stream's"
+    );
+
+    // A server of the subset leaves: the view follows the stream.
+    let gone = chosen(&view).into_iter().next().unwrap();
+    client.delete(gone.clone(), None).await.unwrap();
+    support::wait_until(Duration::from_secs(5), "the subset to move", || {
+        let now = chosen(&view);
+        let carried = carried.lock().unwrap().clone();
+        let gone = gone.clone();
+        async move { now.len() == 3 && !now.contains(&gone) && now == carried }
+    })
+    .await;
+    assert_eq!(view.snapshot().len(), 4);
+
+    // Without subsetting there is no subset to show.
+    let all = Discovery::new(client, &service).changes().await.unwrap();
+    assert_eq!(all.view().subset(), None);
+}
