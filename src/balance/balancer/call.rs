@@ -130,7 +130,7 @@ impl Call {
         let flight = shared.flight();
         let span = debug_span!("request", endpoint = %target.key);
         let observed =
-            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
+            crate::observe::Attempt::start(&target.metrics, shared.service(), target.addr());
         Call {
             state: State::First(First {
                 shared,
@@ -314,7 +314,7 @@ async fn retry(
         let pending = Pending::start(&shared, &target);
         let flight = shared.flight();
         let mut observed =
-            crate::observe::Attempt::start(&target.metrics, shared.service(), &target.addr);
+            crate::observe::Attempt::start(&target.metrics, shared.service(), target.addr());
         let span = debug_span!("request", endpoint = %target.key, retry = true);
         let result = target
             .channel()

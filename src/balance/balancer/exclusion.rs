@@ -51,12 +51,12 @@ impl Shared {
         info!(
             service = %self.service(),
             endpoint = %target.key,
-            addr = %target.addr,
+            addr = %target.addr(),
             reason = %format_args!("ejected after {cause}, for {:?}", ejection.duration),
             "endpoint ejected"
         );
         set.exclude(&target.key, Exclusion::Ejected);
-        crate::observe::ejected(self.service(), &target.addr, cause.label());
+        crate::observe::ejected(self.service(), target.addr(), cause.label());
         self.changed(&mut set);
     }
 

@@ -332,8 +332,8 @@ mod tests {
         let instance = Instance::new("svc", format!("127.0.0.1:{}", 1_000 + slot)).unwrap();
         Arc::new(Target::new(
             format!("k{slot:03}"),
-            instance.addr.clone(),
-            default_endpoint(&instance).unwrap(),
+            Arc::new(instance),
+            Arc::new(default_endpoint),
             Handle::current(),
             PeakEwma::new(Duration::from_millis(rtt_ms)),
             epoch,
@@ -371,7 +371,7 @@ mod tests {
                 assert_eq!(ready.remove(slot), there.remove(&slot));
             }
             check(&ready);
-            let picked = ready.pick(&[]);
+            let picked = ready.pick(&Pick::default(), &[]);
             assert_eq!(picked.is_some(), !there.is_empty());
         }
     }
@@ -386,10 +386,10 @@ mod tests {
         ready.insert(0, target(0, 3, 10_000), 1);
         check(&ready);
         for _ in 0..50 {
-            assert_eq!(ready.pick(&[]).unwrap().epoch, 2);
+            assert_eq!(ready.pick(&Pick::default(), &[]).unwrap().epoch, 2);
         }
         // Unless the other was tried already.
-        assert_eq!(ready.pick(&[2]).unwrap().epoch, 3);
-        assert!(ready.pick(&[2, 3]).is_none());
+        assert_eq!(ready.pick(&Pick::default(), &[2]).unwrap().epoch, 3);
+        assert!(ready.pick(&Pick::default(), &[2, 3]).is_none());
     }
 }

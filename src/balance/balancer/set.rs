@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::discover::Change;
 use tracing::debug;
 
 use super::load::{PeakEwma, DEFAULT_RTT};
-use super::pick::Pick;
 use super::locality::{Locality, Zones};
+use super::pick::Pick;
 use super::policy::Policy;
+use super::shared::Template;
 use super::slow_start::{Ramps, SlowStart};
 use super::target::Target;
 use crate::instance::Instance;
@@ -62,7 +63,8 @@ impl Exclusion {
 /// One instance of the set.
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) instance: Instance,
+    /// Shared with its target (which builds its endpoint from it).
+    pub(super) instance: Arc<Instance>,
     pub(super) target: Arc<Target>,
     /// The probe of an unreachable endpoint; `None` while it is reachable.
     pub(super) probe: Option<AbortHandle>,
@@ -355,7 +357,7 @@ impl Set {
                     if entry.instance.weight != instance.weight {
                         debug!(%key, weight = instance.weight, "weight changed");
                         entry.weight = self.ramps.weight(&key, &instance, Instant::now());
-                        entry.instance = instance;
+                        entry.instance = Arc::new(instance);
                         if entry.ready() {
                             self.ready.set_weight(entry.slot, entry.weight);
                         }
@@ -370,15 +372,15 @@ impl Set {
         plan
     }
 
-    /// Inserts `key` (replacing what was there) as a new, ready endpoint on
-    /// `endpoint`, starting with the response time estimate `rtt` (see
-    /// [`peer_rtt`](Self::peer_rtt)). Its channel is made on its first pick.
-    /// Returns its target.
+    /// Inserts `key` (replacing what was there) as a new, ready endpoint
+    /// whose endpoint `template` builds, starting with the response time
+    /// estimate `rtt` (see [`peer_rtt`](Self::peer_rtt)). Its endpoint and
+    /// channel are made on its first pick. Returns its target.
     pub(super) fn insert(
         &mut self,
         key: String,
         instance: Instance,
-        endpoint: Endpoint,
+        template: Template,
         rtt: Duration,
     ) -> Arc<Target> {
         self.remove(&key);
@@ -387,10 +389,11 @@ impl Set {
             self.slots - 1
         });
         let epoch = self.epoch();
+        let instance = Arc::new(instance);
         let target = Arc::new(Target::new(
             key.clone(),
-            instance.addr.clone(),
-            endpoint,
+            instance.clone(),
+            template,
             self.runtime.clone(),
             PeakEwma::new(rtt),
             epoch,
@@ -424,8 +427,8 @@ impl Set {
         let entry = self.entries.get_mut(key)?;
         let target = Target::new(
             key.to_owned(),
-            entry.instance.addr.clone(),
-            entry.target.endpoint.clone(),
+            entry.instance.clone(),
+            entry.target.template(),
             runtime,
             PeakEwma::new(rtt),
             epoch,

@@ -256,7 +256,7 @@ impl Shared {
                 let (requests, failures) = health.counts();
                 EndpointStatus {
                     key: key.clone(),
-                    instance: entry.instance.clone(),
+                    instance: Instance::clone(&entry.instance),
                     ready: routed,
                     state,
                     reason,
@@ -321,13 +321,16 @@ impl Shared {
         self.grace(&mut changes);
         let plan = self.lock().plan(changes);
         let mut changed = plan.changed;
-        // The user's template runs without the lock held. Only the driver
+        // The user's template runs without the lock held, to refuse the
+        // instances it cannot make an endpoint of. Only the driver
         // inserts and removes, so the entries cannot change meanwhile.
         let mut built = Vec::with_capacity(plan.fresh.len());
         let mut refused = Vec::new();
         for (key, instance) in plan.fresh {
+            // The endpoint itself is built again on the first pick (see
+            // `target`): an idle one holds none.
             match (self.template)(&instance) {
-                Ok(endpoint) => built.push((key, instance, endpoint)),
+                Ok(_) => built.push((key, instance)),
                 Err(error) => {
                     warn!(%key, addr = %instance.addr, %error, "cannot build an endpoint; instance left out");
                     refused.push(key);
@@ -343,8 +346,8 @@ impl Shared {
             // Slow start: the endpoints there at the start, or joining an
             // empty set, take no traffic from anyone; they do not ramp.
             let warm = set.ready_len() > 0;
-            for (key, instance, endpoint) in built {
-                let target = set.insert(key, instance, endpoint, rtt);
+            for (key, instance) in built {
+                let target = set.insert(key, instance, self.template.clone(), rtt);
                 if warm {
                     set.ramp_up(&target.key, Instant::now());
                 }
@@ -452,21 +455,16 @@ impl Shared {
         warn!(
             service = %self.service,
             endpoint = %target.key,
-            addr = %target.addr,
+            addr = %target.addr(),
             %reason,
             "endpoint unreachable; probing it in the background"
         );
         entry.target.health.set_unreachable(reason);
-        let span = info_span!(parent: None, "probe", service = %self.service, key = %target.key, addr = %target.addr);
-        let probe = probe(
-            Arc::downgrade(self),
-            target.key.clone(),
-            target.epoch,
-            entry.target.endpoint.clone(),
-        );
+        let span = info_span!(parent: None, "probe", service = %self.service, key = %target.key, addr = %target.addr());
+        let probe = probe(Arc::downgrade(self), entry.target.clone());
         entry.probe = Some(self.runtime.spawn(probe.instrument(span)).abort_handle());
         set.exclude(&target.key, Exclusion::Unreachable);
-        crate::observe::ejected(&self.service, &target.addr, "connect_error");
+        crate::observe::ejected(&self.service, target.addr(), "connect_error");
         self.changed(&mut set);
     }
 

@@ -1,16 +1,25 @@
 //! [`Target`]: what one request uses of an endpoint.
 //!
-//! An endpoint that has never been picked costs only its data: its channel
-//! (and the buffer task tonic spawns for it) is made on the first pick, in
-//! one allocation with the clones kept for reuse.
+//! An endpoint that has never been picked costs only its data (about 150
+//! bytes here, pointers to the instance it shares with its entry): its
+//! tonic [`Endpoint`] (some 630 bytes and a few allocations of its own) is
+//! built by the template on the first pick, and its channel (and the buffer
+//! task tonic spawns for it) made then, in one allocation with the clones
+//! kept for reuse. The template ran once at insertion already, to refuse
+//! the instances it cannot make an endpoint of; it is a pure function of
+//! the instance, so the endpoint built again is the one it validated.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::runtime::Handle;
 use tonic::transport::{Channel, Endpoint};
+use tracing::warn;
 
 use super::health::Health;
 use super::load::PeakEwma;
+use super::shared::Template;
+use crate::error::{Error, Result};
+use crate::instance::Instance;
 
 /// How many used clones of an endpoint's channel are kept for the next
 /// requests. A clone is only held between asking the channel for room and
@@ -19,12 +28,12 @@ const IDLE_CLONES: usize = 8;
 
 /// What one request uses of an endpoint: its channel and load, and the epoch
 /// that tells a failure of this channel from one of its replacement.
-#[derive(Debug)]
 pub(super) struct Target {
     pub(super) key: String,
-    pub(super) addr: String,
-    /// What the channel connects to, and what a probe reconnects to.
-    pub(super) endpoint: Endpoint,
+    /// The instance it was made for (its entry's, until a weight change).
+    pub(super) instance: Arc<Instance>,
+    /// Builds what the channel connects to, and what a probe reconnects to.
+    template: Template,
     /// Made by the first [`channel`](Self::channel) (a probe's connected
     /// channel is there from the start).
     connection: OnceLock<Box<Connection>>,
@@ -36,6 +45,20 @@ pub(super) struct Target {
     pub(super) health: Health,
     /// Its metric handles, made by its first request.
     pub(super) metrics: crate::observe::EndpointMetrics,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("key", &self.key)
+            .field("instance", &self.instance)
+            .field("connection", &self.connection)
+            .field("load", &self.load)
+            .field("epoch", &self.epoch)
+            .field("health", &self.health)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The channel of a target that has been used.
@@ -61,16 +84,16 @@ impl Target {
     /// A target whose channel is made on its first use, on `runtime`.
     pub(super) fn new(
         key: String,
-        addr: String,
-        endpoint: Endpoint,
+        instance: Arc<Instance>,
+        template: Template,
         runtime: Handle,
         load: PeakEwma,
         epoch: u64,
     ) -> Self {
         Self {
             key,
-            addr,
-            endpoint,
+            instance,
+            template,
             connection: OnceLock::new(),
             runtime,
             load: Arc::new(load),
@@ -78,6 +101,21 @@ impl Target {
             health: Health::default(),
             metrics: Default::default(),
         }
+    }
+
+    /// Its address, for logs and metrics.
+    pub(super) fn addr(&self) -> &str {
+        &self.instance.addr
+    }
+
+    /// Its endpoint, built by the template (again: see the module docs).
+    pub(super) fn endpoint(&self) -> Result<Endpoint> {
+        (self.template)(&self.instance)
+    }
+
+    /// The template its endpoint is built by, for its replacement.
+    pub(super) fn template(&self) -> Template {
+        self.template.clone()
     }
 
     /// A target over a channel that is already there (a probe's).
@@ -94,9 +132,26 @@ impl Target {
 
     fn connection(&self) -> &Connection {
         self.connection.get_or_init(|| {
+            let endpoint = self.endpoint().unwrap_or_else(|error| self.refused(&error));
             let _runtime = self.runtime.enter();
-            Connection::new(self.endpoint.connect_lazy())
+            Connection::new(endpoint.connect_lazy())
         })
+    }
+
+    /// What a channel connects to when the template, which built an
+    /// endpoint for this instance at insertion, refuses it now (a template
+    /// that is not a pure function of the instance): an address nothing
+    /// listens on (port 0, refused at once), so that its requests fail to
+    /// connect, are retried elsewhere and have it probed, and the probe
+    /// asks the template again.
+    fn refused(&self, error: &Error) -> Endpoint {
+        warn!(
+            endpoint = %self.key,
+            addr = %self.addr(),
+            %error,
+            "the endpoint template refuses an instance it accepted at insertion; treating it as unreachable"
+        );
+        Endpoint::from_static("http://127.0.0.1:0")
     }
 
     /// Whether the channel has been made: false for an endpoint never used.

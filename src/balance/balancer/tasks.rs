@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
-use tonic::transport::Endpoint;
 use tower::discover::Change;
 use tracing::{debug, info};
 
 use super::shared::Shared;
+use super::target::Target;
 use crate::backoff::Backoff;
 use crate::error::ErrorChain;
 use crate::instance::Instance;
@@ -100,15 +100,26 @@ pub(super) async fn drive(
 }
 
 /// Connects to an ejected endpoint with backoff until it answers, then puts it
-/// back. Aborted when the endpoint is removed or replaced.
-pub(super) async fn probe(shared: Weak<Shared>, key: String, epoch: u64, endpoint: Endpoint) {
+/// back. Aborted when the endpoint is removed or replaced. Each attempt builds
+/// the endpoint anew (the target holds none).
+pub(super) async fn probe(shared: Weak<Shared>, target: Arc<Target>) {
     let mut backoff = Backoff::new(PROBE_BACKOFF.0, PROBE_BACKOFF.1);
     loop {
         tokio::time::sleep(backoff.next_delay()).await;
+        let endpoint = match target.endpoint() {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                debug!(attempts = backoff.attempts(), %error, "the endpoint template refuses it");
+                if shared.strong_count() == 0 {
+                    return;
+                }
+                continue;
+            }
+        };
         match endpoint.connect().await {
             Ok(channel) => {
                 if let Some(shared) = shared.upgrade() {
-                    shared.restore(&key, epoch, channel);
+                    shared.restore(&target.key, target.epoch, channel);
                 }
                 return;
             }

@@ -28,8 +28,7 @@ fn add(set: &mut Set, endpoints: &[(&str, u16, u32, Option<&str>)]) {
         .collect();
     let plan = set.plan(changes);
     for (key, instance) in plan.fresh {
-        let endpoint = default_endpoint(&instance).unwrap();
-        set.insert(key, instance, endpoint, DEFAULT_RTT);
+        set.insert(key, instance, Arc::new(default_endpoint), DEFAULT_RTT);
     }
 }
 

@@ -16,8 +16,7 @@ fn apply(set: &mut Set, changes: Vec<Change<String, Instance>>) -> bool {
     let plan = set.plan(changes);
     let changed = plan.changed || !plan.fresh.is_empty();
     for (key, instance) in plan.fresh {
-        let endpoint = default_endpoint(&instance).unwrap();
-        set.insert(key, instance, endpoint, DEFAULT_RTT);
+        set.insert(key, instance, Arc::new(default_endpoint), DEFAULT_RTT);
     }
     changed
 }
@@ -212,26 +211,42 @@ async fn a_reconnected_endpoint_has_a_new_target_with_its_channel() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn an_endpoint_never_picked_has_no_channel_and_no_task() {
+async fn an_endpoint_never_picked_has_no_endpoint_no_channel_and_no_task() {
     let runtime = Handle::current();
     let tasks = runtime.metrics().num_alive_tasks();
+    // Counts the endpoints built: none until a pick needs a channel.
+    let built = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let template: Template = {
+        let built = built.clone();
+        Arc::new(move |instance: &Instance| {
+            built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            default_endpoint(instance)
+        })
+    };
+    let built = || built.load(std::sync::atomic::Ordering::Relaxed);
     let mut set = set(Policy::RoundRobin);
-    apply(
-        &mut set,
+    let plan = set.plan(
         (0..1_000u16)
             .map(|i| insert(&format!("k{i:04}"), 1_000 + i, 1))
             .collect(),
     );
+    for (key, instance) in plan.fresh {
+        set.insert(key, instance, template.clone(), DEFAULT_RTT);
+    }
+    assert_eq!(set.len(), 1_000);
+    assert_eq!(built(), 0);
     assert_eq!(runtime.metrics().num_alive_tasks(), tasks);
     assert!(set.entries.values().all(|e| !e.target.has_channel()));
     assert!(set
         .entries
         .values()
         .all(|e| !e.target.health.is_allocated()));
-    // The first pick makes one channel, whose buffer task is the only new one.
+    // The first pick builds one endpoint and makes its channel, whose buffer
+    // task is the only new one.
     let first = set.pick(&[]).unwrap();
     let _channel = first.borrow_channel();
     assert!(first.has_channel());
+    assert_eq!(built(), 1);
     assert_eq!(runtime.metrics().num_alive_tasks(), tasks + 1);
     let with_channel = set
         .entries
@@ -239,6 +254,9 @@ async fn an_endpoint_never_picked_has_no_channel_and_no_task() {
         .filter(|e| e.target.has_channel())
         .count();
     assert_eq!(with_channel, 1);
+    // Later requests reuse it.
+    let _again = first.borrow_channel();
+    assert_eq!(built(), 1);
 }
 
 #[tokio::test(flavor = "current_thread")]

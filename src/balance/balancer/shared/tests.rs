@@ -22,6 +22,54 @@ fn insert(shared: &Arc<Shared>, key: &str, port: u16, weight: u32) {
     shared.apply(Change::Insert(key.into(), instance(port, weight)));
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn the_template_runs_once_at_insertion_and_again_on_the_first_pick() {
+    let runtime = tokio::runtime::Handle::current();
+    // Refuses port 2; counts the endpoints built.
+    let built = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let template: Template = {
+        let built = built.clone();
+        Arc::new(move |instance: &Instance| {
+            built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if instance.addr.ends_with(":2") {
+                return Err(crate::Error::Endpoint {
+                    addr: instance.addr.clone(),
+                    source: "refused by the test".into(),
+                });
+            }
+            default_endpoint(instance)
+        })
+    };
+    let built = || built.load(std::sync::atomic::Ordering::Relaxed);
+    let shared = Arc::new(Shared::new(
+        "svc".into(),
+        Policy::RoundRobin,
+        template,
+        Duration::ZERO,
+    ));
+    let tasks = runtime.metrics().num_alive_tasks();
+    shared.apply_batch(
+        [("a", 1), ("b", 2), ("c", 3)]
+            .into_iter()
+            .map(|(key, port)| Change::Insert(key.into(), instance(port, 1)))
+            .collect(),
+    );
+    // The refused instance is left out; the others hold no endpoint.
+    assert_eq!(shared.counts(), (2, 0));
+    assert!(!shared.lock().entries.contains_key("b"));
+    assert_eq!(built(), 3);
+    assert!(shared
+        .lock()
+        .entries
+        .values()
+        .all(|e| !e.target.has_channel()));
+    assert_eq!(runtime.metrics().num_alive_tasks(), tasks);
+    let target = shared.pick(&[]).unwrap();
+    let _channel = target.borrow_channel();
+    assert_eq!(built(), 4);
+    assert_eq!(runtime.metrics().num_alive_tasks(), tasks + 1);
+}
+
 fn picks(shared: &Shared, n: usize) -> String {
     (0..n)
         .map(|_| shared.pick(&[]).map_or("-".into(), |t| t.key.clone()))
@@ -66,7 +114,7 @@ async fn weighted_follows_weight_changes_on_the_same_connection() {
     insert(&shared, "a", 9, 1);
     let after = shared.lock().entries["a"].target.clone();
     assert_ne!(after.epoch, before.epoch);
-    assert_eq!(after.addr, "127.0.0.1:9");
+    assert_eq!(after.addr(), "127.0.0.1:9");
     assert_eq!(picks(&shared, 3), "cab");
 }
 
