@@ -120,6 +120,11 @@ impl BalancerBuilder {
     /// (TLS, timeouts, …). An instance it refuses is logged and left out.
     /// Defaults to [`default_endpoint`].
     ///
+    /// It runs when an instance joins, to refuse what it cannot build, and
+    /// again when the endpoint is first picked and on each reconnection (an
+    /// idle endpoint holds no `Endpoint`): it must be a pure function of the
+    /// instance.
+    ///
     /// Keep a `connect_timeout`: it bounds how long a request waits on an
     /// unreachable address before it is retried elsewhere.
     ///
