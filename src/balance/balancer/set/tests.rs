@@ -260,6 +260,44 @@ async fn an_endpoint_never_picked_has_no_endpoint_no_channel_and_no_task() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_template_that_refuses_on_the_first_pick_makes_an_unreachable_channel() {
+    use tower::ServiceExt;
+
+    // A template that is not a pure function of the instance: it accepted
+    // the instance at insertion (the balancer's check), refuses it now.
+    let template: Template = Arc::new(|instance: &Instance| {
+        Err(crate::Error::Endpoint {
+            addr: instance.addr.clone(),
+            source: "refused by the test".into(),
+        })
+    });
+    let mut set = set(Policy::RoundRobin);
+    let plan = set.plan(vec![insert("a", 1, 1)]);
+    for (key, instance) in plan.fresh {
+        set.insert(key, instance, template.clone(), DEFAULT_RTT);
+    }
+    let target = set.pick(&[]).unwrap();
+    assert!(target.endpoint().is_err());
+    // Its requests fail to connect, as an unreachable endpoint's do (the
+    // balancer ejects it and its probe asks the template again).
+    let request = http::Request::builder()
+        .uri("http://127.0.0.1:1/helloworld.Greeter/SayHello")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let error = tokio::time::timeout(
+        Duration::from_secs(5),
+        target.borrow_channel().oneshot(request),
+    )
+    .await
+    .expect("fails at once")
+    .expect_err("nothing listens on port 0");
+    assert_eq!(
+        super::super::failure::Failure::of(&error),
+        super::super::failure::Failure::Unreachable
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn the_set_counts_its_ejected_entries() {
     let mut set = set(Policy::RoundRobin);
     apply(
