@@ -44,7 +44,10 @@ use crate::error::ErrorChain;
 use crate::error::Result;
 use crate::instance::Instance;
 
-/// Turns an instance into the tonic endpoint to connect to.
+/// Turns an instance into the tonic endpoint to connect to. It runs when the
+/// instance joins, to refuse it if it cannot, and again on its first pick
+/// and on each probe attempt (an idle target holds no endpoint, see
+/// `target`): it must be a pure function of the instance.
 pub(super) type Template = Arc<dyn Fn(&Instance) -> Result<Endpoint> + Send + Sync>;
 
 /// The request-level health options of a balancer (see the builder).
