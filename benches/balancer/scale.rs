@@ -211,7 +211,7 @@ pub(crate) async fn idle_memory(n: usize, small: usize) -> Row {
              overhead) and the RSS growth of the process (from /proc/self/statm, on this \
              row's first such balancer; less when earlier rows left freed memory to \
              reuse); instances are made as the list is read, so they count; no endpoint \
-             is picked, so no channel (and no task) exists"
+             is picked, so no tonic Endpoint, no channel and no task exists"
         ),
     }
 }
