@@ -397,19 +397,26 @@ mod tests {
             .map(|_| {
                 let load = load.clone();
                 std::thread::spawn(move || {
+                    let mut longest = Duration::ZERO;
                     for _ in 0..5_000 {
+                        let t = Instant::now();
                         let request = load.start();
                         assert!(load.in_flight() >= 1);
                         drop(request);
+                        longest = longest.max(t.elapsed());
                     }
+                    longest
                 })
             })
             .collect();
+        let mut longest = Duration::from_millis(1);
         for thread in threads {
-            thread.join().unwrap();
+            longest = longest.max(thread.join().unwrap());
         }
         assert_eq!(load.in_flight(), 0);
+        // No sample was longer (a preempted thread makes a long one): the
+        // estimate is one of them or between them, never garbage.
         let rtt = load.rtt();
-        assert!(rtt <= Duration::from_millis(1), "{rtt:?}");
+        assert!(rtt <= longest, "{rtt:?} > {longest:?}");
     }
 }

@@ -40,14 +40,11 @@ struct Node {
 }
 
 /// One ready endpoint in the dense list: what p2c reads of it, one pointer
-/// away each.
+/// away each (16 bytes, so that the list of 100,000 stays near the cache).
 #[derive(Debug)]
 struct Dense {
-    slot: u32,
     load: Arc<PeakEwma>,
     target: Arc<Target>,
-    /// Slow start's factor (1 unless ramping; see `slow_start`).
-    ramp: f64,
 }
 
 impl Dense {
@@ -57,14 +54,8 @@ impl Dense {
     /// each), and misses that overlap cost about one: the two candidates'
     /// four lines are read at once rather than the winner's target after
     /// the comparison.
-    ///
-    /// Slow start: a ramping endpoint wins with probability ramp / 2 (see
-    /// `slow_start`); otherwise it counts as infinitely loaded.
     fn cost(&self, now: Nanos) -> f64 {
         std::hint::black_box(Arc::strong_count(&self.target));
-        if self.ramp < 1.0 && rand::random::<f64>() >= self.ramp / 2.0 {
-            return f64::INFINITY;
-        }
         self.load.cost(now)
     }
 }
@@ -87,8 +78,15 @@ enum Order {
 #[derive(Debug)]
 pub(super) struct Ready {
     nodes: Vec<Option<Node>>,
-    /// The ready slots, in no order.
+    /// The ready endpoints, in no order.
     dense: Vec<Dense>,
+    /// The slot of each entry of `dense`, in step with it (for removals).
+    dense_slots: Vec<u32>,
+    /// Slow start's factor of each entry of `dense`, in step with it (1
+    /// unless ramping; see `slow_start`), apart so that `dense` stays small.
+    ramps: Vec<f32>,
+    /// How many entries ramp (a factor below 1): p2c reads `ramps` only then.
+    ramping: usize,
     order: Order,
 }
 
@@ -110,6 +108,9 @@ impl Ready {
         Self {
             nodes: Vec::new(),
             dense: Vec::new(),
+            dense_slots: Vec::new(),
+            ramps: Vec::new(),
+            ramping: 0,
             order,
         }
     }
@@ -150,23 +151,15 @@ impl Ready {
             Order::Ring { ring, .. } => ring.insert(slot, hash(target.key.as_bytes())),
         }
         self.dense.push(Dense {
-            slot,
             load: target.load.clone(),
             target: target.clone(),
-            ramp: 1.0,
         });
+        self.dense_slots.push(slot);
+        self.ramps.push(1.0);
         self.nodes[index] = Some(Node {
             target,
             dense: self.dense.len() as u32 - 1,
         });
-    }
-
-    /// Finishes the work a batch of changes left for later (consistent
-    /// hashing places the points of new endpoints in one pass).
-    pub(super) fn settle(&mut self) {
-        if let Order::Ring { ring, .. } = &mut self.order {
-            ring.settle();
-        }
     }
 
     /// Takes `slot` out of the picks; whether it was in.
@@ -188,8 +181,12 @@ impl Ready {
         }
         let index = node.dense as usize;
         self.dense.swap_remove(index);
-        if let Some(moved) = self.dense.get(index) {
-            if let Some(moved) = &mut self.nodes[moved.slot as usize] {
+        self.dense_slots.swap_remove(index);
+        if self.ramps.swap_remove(index) < 1.0 {
+            self.ramping -= 1;
+        }
+        if let Some(&moved) = self.dense_slots.get(index) {
+            if let Some(moved) = &mut self.nodes[moved as usize] {
                 moved.dense = index as u32;
             }
         }
@@ -203,10 +200,26 @@ impl Ready {
         }
     }
 
+    /// Finishes the work a batch of changes left for later (consistent
+    /// hashing places the points of new endpoints in one pass).
+    pub(super) fn settle(&mut self) {
+        if let Order::Ring { ring, .. } = &mut self.order {
+            ring.settle();
+        }
+    }
+
     /// Sets slow start's factor of a ready `slot`, which p2c reads.
     pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
-        if let Some(Some(node)) = self.nodes.get(slot as usize) {
-            self.dense[node.dense as usize].ramp = factor;
+        let Some(Some(node)) = self.nodes.get(slot as usize) else {
+            return;
+        };
+        let ramp = &mut self.ramps[node.dense as usize];
+        let (was, now) = (*ramp < 1.0, factor < 1.0);
+        *ramp = factor as f32;
+        match (was, now) {
+            (false, true) => self.ramping += 1,
+            (true, false) => self.ramping -= 1,
+            _ => {}
         }
     }
 
@@ -214,24 +227,34 @@ impl Ready {
     /// whose epochs are in `tried`.
     pub(super) fn pick(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
-        let node = |slot: u32| {
-            nodes[slot as usize]
+        let target = |slot: u32| {
+            &nodes[slot as usize]
                 .as_ref()
                 .expect("a picked slot is ready")
+                .target
         };
-        let target = |slot: u32| &node(slot).target;
         let skip = |slot: u32| !tried.is_empty() && tried.contains(&target(slot).epoch);
         let slot = match &mut self.order {
             Order::Rotation(rotation) => rotation.pick(skip)?,
             Order::Schedule(schedule) => schedule.pick(skip)?,
             Order::Random => {
                 let now = Nanos::now();
-                let dense = &self.dense;
+                let (dense, ramps) = (&self.dense, &self.ramps);
+                let ramping = self.ramping > 0;
+                // Slow start: a ramping endpoint wins a comparison with
+                // probability factor / 2, and otherwise counts as infinitely
+                // loaded (see `slow_start`).
+                let cost = |i: usize| {
+                    if ramping && ramps[i] < 1.0 && rand::random::<f32>() >= ramps[i] / 2.0 {
+                        return f64::INFINITY;
+                    }
+                    dense[i].cost(now)
+                };
                 let mut rng = rand::rng();
                 let index = if tried.is_empty() {
-                    p2c(dense.len(), |i| dense[i].cost(now), &mut rng)?
+                    p2c(dense.len(), cost, &mut rng)?
                 } else {
-                    p2c_untried(dense, skip, now, &mut rng)?
+                    p2c_untried(dense, tried, cost, &mut rng)?
                 };
                 return Some(dense[index].target.clone());
             }
@@ -246,7 +269,7 @@ impl Ready {
                     ring.settle();
                     ring.pick(key, skip, full)?
                 }
-                None => in_turn(&self.dense, turn, skip)?,
+                None => in_turn(&self.dense_slots, turn, skip)?,
             },
         };
         Some(target(slot).clone())
@@ -272,47 +295,47 @@ impl Ready {
     }
 }
 
-/// The slot of `dense` at `turn`, or the next one `skip` does not refuse,
+/// The slot of `slots` at `turn`, or the next one `skip` does not refuse,
 /// at most once round; `turn` moves past it. Round robin over the dense
 /// list, whose order changes as endpoints leave (a swap): keyless requests
 /// are spread evenly, though not in key order.
-fn in_turn(dense: &[Dense], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Option<u32> {
-    let n = dense.len();
+fn in_turn(slots: &[u32], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Option<u32> {
+    let n = slots.len();
     for _ in 0..n {
         let index = *turn % n;
         *turn = index + 1;
-        if !skip(dense[index].slot) {
-            return Some(dense[index].slot);
+        if !skip(slots[index]) {
+            return Some(slots[index]);
         }
     }
     None
 }
 
-/// p2c among the entries of `dense` whose slots `skip` does not refuse: a
-/// few random draws, as a retry has tried only a few; the whole list if they
-/// all miss. The index of the one chosen.
+/// p2c by `cost` among the entries of `dense` whose targets' epochs are not
+/// in `tried`: a few random draws, as a retry has tried only a few; the
+/// whole list if they all miss. The index of the one chosen.
 fn p2c_untried(
     dense: &[Dense],
-    skip: impl Fn(u32) -> bool,
-    now: Nanos,
+    tried: &[u64],
+    cost: impl Fn(usize) -> f64,
     rng: &mut impl Rng,
 ) -> Option<usize> {
+    let skip = |i: usize| tried.contains(&dense[i].target.epoch);
     let n = dense.len();
     if n == 0 {
         return None;
     }
-    let cost = |i: usize| dense[i].cost(now);
     let mut draw = |other: Option<usize>| {
         (0..DRAWS)
             .map(|_| rng.random_range(0..n))
-            .find(|&i| !skip(dense[i].slot) && Some(i) != other)
+            .find(|&i| !skip(i) && Some(i) != other)
     };
     if let Some(a) = draw(None) {
         if let Some(b) = draw(Some(a)) {
             return Some(if cost(b) < cost(a) { b } else { a });
         }
     }
-    let untried: Vec<usize> = (0..n).filter(|&i| !skip(dense[i].slot)).collect();
+    let untried: Vec<usize> = (0..n).filter(|&i| !skip(i)).collect();
     let index = p2c(untried.len(), |i| cost(untried[i]), rng)?;
     Some(untried[index])
 }
@@ -345,8 +368,10 @@ mod tests {
     /// load, and the nodes know their places.
     fn check(ready: &Ready) {
         assert_eq!(ready.dense.len(), ready.targets().count());
+        assert_eq!(ready.dense.len(), ready.dense_slots.len());
         for (index, dense) in ready.dense.iter().enumerate() {
-            let node = ready.nodes[dense.slot as usize].as_ref().unwrap();
+            let slot = ready.dense_slots[index];
+            let node = ready.nodes[slot as usize].as_ref().unwrap();
             assert_eq!(node.dense as usize, index);
             assert!(Arc::ptr_eq(&node.target, &dense.target));
             assert!(Arc::ptr_eq(&node.target.load, &dense.load));
@@ -370,7 +395,7 @@ mod tests {
                 assert_eq!(ready.remove(slot), there.remove(&slot));
             }
             check(&ready);
-            let picked = ready.pick(&[]);
+            let picked = ready.pick(&Pick::default(), &[]);
             assert_eq!(picked.is_some(), !there.is_empty());
         }
     }
@@ -385,10 +410,10 @@ mod tests {
         ready.insert(0, target(0, 3, 10_000), 1);
         check(&ready);
         for _ in 0..50 {
-            assert_eq!(ready.pick(&[]).unwrap().epoch, 2);
+            assert_eq!(ready.pick(&Pick::default(), &[]).unwrap().epoch, 2);
         }
         // Unless the other was tried already.
-        assert_eq!(ready.pick(&[2]).unwrap().epoch, 3);
-        assert!(ready.pick(&[2, 3]).is_none());
+        assert_eq!(ready.pick(&Pick::default(), &[2]).unwrap().epoch, 3);
+        assert!(ready.pick(&Pick::default(), &[2, 3]).is_none());
     }
 }
