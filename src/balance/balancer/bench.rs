@@ -8,8 +8,8 @@ use std::time::Duration;
 use tower::discover::Change;
 
 use super::hash_key::hash;
-use super::pick::Pick;
 use super::locality::Locality;
+use super::pick::Pick;
 use super::policy::Policy;
 use super::shared::{Options, Shared};
 use super::slow_start::SlowStart;

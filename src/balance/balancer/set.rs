@@ -20,8 +20,8 @@ use tower::discover::Change;
 use tracing::debug;
 
 use super::load::{PeakEwma, DEFAULT_RTT};
-use super::pick::Pick;
 use super::locality::{Locality, Zones};
+use super::pick::Pick;
 use super::policy::Policy;
 use super::slow_start::{Ramps, SlowStart};
 use super::target::Target;
