@@ -6,7 +6,9 @@
 //! can switch: on, it is `metrics-exporter-prometheus`'s recorder; off, it
 //! hands out no-op handles, which is what the facade does with no recorder
 //! (the remaining difference, one virtual call per metric, is far below the
-//! noise). Run it on its own (`--only 40`): once installed, the recorder
+//! noise). A balancer asks for its endpoints' handles at their first request
+//! (and once a minute after): the switch is set for each balancer before its
+//! warm-up, and again before each of its runs for the renewals. Run it on its own (`--only 40`): once installed, the recorder
 //! stays for the rows after it. The cost of the metrics with no recorder at
 //! all is row 4 built with and without the `metrics` feature.
 

@@ -40,13 +40,11 @@ struct Node {
 }
 
 /// One ready endpoint in the dense list: what p2c reads of it, one pointer
-/// away each (24 bytes, so that the list of 100,000 stays near the cache).
+/// away each (16 bytes, so that the list of 100,000 stays near the cache).
 #[derive(Debug)]
 struct Dense {
     load: Arc<PeakEwma>,
     target: Arc<Target>,
-    /// Slow start's factor (1 unless ramping; see `slow_start`).
-    ramp: f64,
 }
 
 impl Dense {
@@ -56,14 +54,8 @@ impl Dense {
     /// each), and misses that overlap cost about one: the two candidates'
     /// four lines are read at once rather than the winner's target after
     /// the comparison.
-    ///
-    /// Slow start: a ramping endpoint wins with probability ramp / 2 (see
-    /// `slow_start`); otherwise it counts as infinitely loaded.
     fn cost(&self, now: Nanos) -> f64 {
         std::hint::black_box(Arc::strong_count(&self.target));
-        if self.ramp < 1.0 && rand::random::<f64>() >= self.ramp / 2.0 {
-            return f64::INFINITY;
-        }
         self.load.cost(now)
     }
 }
@@ -90,6 +82,11 @@ pub(super) struct Ready {
     dense: Vec<Dense>,
     /// The slot of each entry of `dense`, in step with it (for removals).
     dense_slots: Vec<u32>,
+    /// Slow start's factor of each entry of `dense`, in step with it (1
+    /// unless ramping; see `slow_start`), apart so that `dense` stays small.
+    ramps: Vec<f32>,
+    /// How many entries ramp (a factor below 1): p2c reads `ramps` only then.
+    ramping: usize,
     order: Order,
 }
 
@@ -112,6 +109,8 @@ impl Ready {
             nodes: Vec::new(),
             dense: Vec::new(),
             dense_slots: Vec::new(),
+            ramps: Vec::new(),
+            ramping: 0,
             order,
         }
     }
@@ -154,21 +153,13 @@ impl Ready {
         self.dense.push(Dense {
             load: target.load.clone(),
             target: target.clone(),
-            ramp: 1.0,
         });
         self.dense_slots.push(slot);
+        self.ramps.push(1.0);
         self.nodes[index] = Some(Node {
             target,
             dense: self.dense.len() as u32 - 1,
         });
-    }
-
-    /// Finishes the work a batch of changes left for later (consistent
-    /// hashing places the points of new endpoints in one pass).
-    pub(super) fn settle(&mut self) {
-        if let Order::Ring { ring, .. } = &mut self.order {
-            ring.settle();
-        }
     }
 
     /// Takes `slot` out of the picks; whether it was in.
@@ -191,6 +182,9 @@ impl Ready {
         let index = node.dense as usize;
         self.dense.swap_remove(index);
         self.dense_slots.swap_remove(index);
+        if self.ramps.swap_remove(index) < 1.0 {
+            self.ramping -= 1;
+        }
         if let Some(&moved) = self.dense_slots.get(index) {
             if let Some(moved) = &mut self.nodes[moved as usize] {
                 moved.dense = index as u32;
@@ -206,10 +200,26 @@ impl Ready {
         }
     }
 
+    /// Finishes the work a batch of changes left for later (consistent
+    /// hashing places the points of new endpoints in one pass).
+    pub(super) fn settle(&mut self) {
+        if let Order::Ring { ring, .. } = &mut self.order {
+            ring.settle();
+        }
+    }
+
     /// Sets slow start's factor of a ready `slot`, which p2c reads.
     pub(super) fn set_ramp(&mut self, slot: u32, factor: f64) {
-        if let Some(Some(node)) = self.nodes.get(slot as usize) {
-            self.dense[node.dense as usize].ramp = factor;
+        let Some(Some(node)) = self.nodes.get(slot as usize) else {
+            return;
+        };
+        let ramp = &mut self.ramps[node.dense as usize];
+        let (was, now) = (*ramp < 1.0, factor < 1.0);
+        *ramp = factor as f32;
+        match (was, now) {
+            (false, true) => self.ramping += 1,
+            (true, false) => self.ramping -= 1,
+            _ => {}
         }
     }
 
@@ -217,24 +227,34 @@ impl Ready {
     /// whose epochs are in `tried`.
     pub(super) fn pick(&mut self, pick: &Pick, tried: &[u64]) -> Option<Arc<Target>> {
         let nodes = &self.nodes;
-        let node = |slot: u32| {
-            nodes[slot as usize]
+        let target = |slot: u32| {
+            &nodes[slot as usize]
                 .as_ref()
                 .expect("a picked slot is ready")
+                .target
         };
-        let target = |slot: u32| &node(slot).target;
         let skip = |slot: u32| !tried.is_empty() && tried.contains(&target(slot).epoch);
         let slot = match &mut self.order {
             Order::Rotation(rotation) => rotation.pick(skip)?,
             Order::Schedule(schedule) => schedule.pick(skip)?,
             Order::Random => {
                 let now = Nanos::now();
-                let dense = &self.dense;
+                let (dense, ramps) = (&self.dense, &self.ramps);
+                let ramping = self.ramping > 0;
+                // Slow start: a ramping endpoint wins a comparison with
+                // probability factor / 2, and otherwise counts as infinitely
+                // loaded (see `slow_start`).
+                let cost = |i: usize| {
+                    if ramping && ramps[i] < 1.0 && rand::random::<f32>() >= ramps[i] / 2.0 {
+                        return f64::INFINITY;
+                    }
+                    dense[i].cost(now)
+                };
                 let mut rng = rand::rng();
                 let index = if tried.is_empty() {
-                    p2c(dense.len(), |i| dense[i].cost(now), &mut rng)?
+                    p2c(dense.len(), cost, &mut rng)?
                 } else {
-                    p2c_untried(dense, tried, now, &mut rng)?
+                    p2c_untried(dense, tried, cost, &mut rng)?
                 };
                 return Some(dense[index].target.clone());
             }
@@ -275,10 +295,10 @@ impl Ready {
     }
 }
 
-/// The slot at `turn` of the dense list (given by its `slots`), or the next
-/// one `skip` does not refuse, at most once round; `turn` moves past it. Round
-/// robin over the dense list, whose order changes as endpoints leave (a
-/// swap): keyless requests are spread evenly, though not in key order.
+/// The slot of `slots` at `turn`, or the next one `skip` does not refuse,
+/// at most once round; `turn` moves past it. Round robin over the dense
+/// list, whose order changes as endpoints leave (a swap): keyless requests
+/// are spread evenly, though not in key order.
 fn in_turn(slots: &[u32], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Option<u32> {
     let n = slots.len();
     for _ in 0..n {
@@ -291,16 +311,20 @@ fn in_turn(slots: &[u32], turn: &mut usize, skip: impl Fn(u32) -> bool) -> Optio
     None
 }
 
-/// p2c among the entries of `dense` whose targets' epochs are not in
-/// `tried`: a few random draws, as a retry has tried only a few; the whole
-/// list if they all miss. The index of the one chosen.
-fn p2c_untried(dense: &[Dense], tried: &[u64], now: Nanos, rng: &mut impl Rng) -> Option<usize> {
+/// p2c by `cost` among the entries of `dense` whose targets' epochs are not
+/// in `tried`: a few random draws, as a retry has tried only a few; the
+/// whole list if they all miss. The index of the one chosen.
+fn p2c_untried(
+    dense: &[Dense],
+    tried: &[u64],
+    cost: impl Fn(usize) -> f64,
+    rng: &mut impl Rng,
+) -> Option<usize> {
     let skip = |i: usize| tried.contains(&dense[i].target.epoch);
     let n = dense.len();
     if n == 0 {
         return None;
     }
-    let cost = |i: usize| dense[i].cost(now);
     let mut draw = |other: Option<usize>| {
         (0..DRAWS)
             .map(|_| rng.random_range(0..n))
