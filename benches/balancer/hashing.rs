@@ -12,16 +12,11 @@ use tonic_etcd::balance::PickBench;
 use tonic_etcd::{Change, Instance, Policy};
 
 use crate::common::{median, Met, Row};
+use crate::picks::loopback;
 use crate::scale::rss;
 
 fn instance(i: usize) -> Instance {
-    let addr = format!(
-        "127.{}.{}.{}:50051",
-        (i >> 16) & 0xff,
-        (i >> 8) & 0xff,
-        i & 0xff
-    );
-    Instance::new("hashing", addr).unwrap()
+    Instance::new("hashing", loopback(i)).unwrap()
 }
 
 fn insert(i: usize) -> Change<String, Instance> {

@@ -11,14 +11,18 @@ use tonic_etcd::{Change, Instance, Policy};
 
 use crate::common::{median, Met, Row};
 
-fn instance(i: usize) -> Instance {
-    let addr = format!(
+/// The `i`th of up to 2^24 distinct loopback addresses (127.0.0.0/8).
+pub(crate) fn loopback(i: usize) -> String {
+    format!(
         "127.{}.{}.{}:50051",
         (i >> 16) & 0xff,
         (i >> 8) & 0xff,
         i & 0xff
-    );
-    Instance::new("picks", addr)
+    )
+}
+
+fn instance(i: usize) -> Instance {
+    Instance::new("picks", loopback(i))
         .unwrap()
         .with_weight(1 + (i % 5) as u32)
 }

@@ -11,15 +11,10 @@ use tonic_etcd::balance::PickBench;
 use tonic_etcd::{Change, Instance, Locality, Policy, SlowStart};
 
 use crate::common::{median, Met, Row};
+use crate::picks::loopback;
 
 fn instance(i: usize, zone: &str) -> Instance {
-    let addr = format!(
-        "127.{}.{}.{}:50051",
-        (i >> 16) & 0xff,
-        (i >> 8) & 0xff,
-        i & 0xff
-    );
-    Instance::new("routing", addr)
+    Instance::new("routing", loopback(i))
         .unwrap()
         .with_weight(1 + (i % 5) as u32)
         .with_metadata("zone", zone)
