@@ -275,6 +275,12 @@ async fn run(args: Args) -> Result<(u64, u64), Box<dyn std::error::Error>> {
             Greeter::Balancer(GreeterClient::new(builder.discover(discovery).await?))
         }
         None => {
+            if args.zone.is_some() || args.slow_start_ms.is_some() {
+                eprintln!(
+                    "helloworld-client: warning: --zone and --slow-start-ms need one of the \
+                     crate's balancers; tonic's channel ignores them"
+                );
+            }
             let changes = discovery.changes().await?;
             let view = changes.view();
             let channel = tonic_etcd::balance::tonic_channel(changes, template);
