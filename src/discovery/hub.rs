@@ -341,9 +341,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_entry_whose_set_is_gone_is_not_joined() {
-        let (_health_tx, health) = watch::channel(Health::Connected);
+    /// An entry of one running watch: its shared set, its one stream and
+    /// the entry (the health sender must outlive the test's checks).
+    fn live_entry() -> (
+        watch::Sender<Health>,
+        Arc<Shared>,
+        tokio::sync::mpsc::UnboundedReceiver<tower::discover::Change<String, Instance>>,
+        Entry,
+    ) {
+        let (health_tx, health) = watch::channel(Health::Connected);
         let state = State::new("svc".into(), Arc::new(Native), None, None);
         let shared = Arc::new(Shared::new(
             "svc".into(),
@@ -357,6 +363,12 @@ mod tests {
             shared: Arc::downgrade(&shared),
             fanout,
         };
+        (health_tx, shared, first, entry)
+    }
+
+    #[tokio::test]
+    async fn an_entry_whose_set_is_gone_is_not_joined() {
+        let (_health_tx, shared, first, entry) = live_entry();
         assert!(entry.is_live());
         assert!(entry.subscription().is_some(), "joined while live");
 
@@ -370,20 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_whose_streams_are_gone_is_not_joined() {
-        let (_health_tx, health) = watch::channel(Health::Connected);
-        let state = State::new("svc".into(), Arc::new(Native), None, None);
-        let shared = Arc::new(Shared::new(
-            "svc".into(),
-            "/services/svc/".into(),
-            state,
-            health,
-        ));
-        let fanout = Fanout::default();
-        let first = fanout.subscribe([]).unwrap();
-        let entry = Entry {
-            shared: Arc::downgrade(&shared),
-            fanout,
-        };
+        let (_health_tx, _shared, first, entry) = live_entry();
         drop(first);
         assert!(!entry.is_live(), "a view alone keeps no watch");
         assert!(entry.subscription().is_none());

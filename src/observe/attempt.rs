@@ -10,6 +10,9 @@
 //! Generic over `http_body`: no tonic here; the balancer passes tonic's
 //! `Body::new` to box the observed body again.
 //!
+//! (Over 400 lines with its tests: the attempt, its lazily made metric
+//! handles and the body that ends it are one lifetime, tested together.)
+//!
 //! An attempt records through its endpoint's handles ([`EndpointMetrics`]),
 //! asked of the recorder by the endpoint's first request and again once a
 //! minute after: the labels are built then, not per request. So with no

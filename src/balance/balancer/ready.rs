@@ -9,6 +9,8 @@
 //! the dense list points straight at each endpoint's load, so that a draw
 //! reads one entry and one load (no lock: see `load`), and only the winner's
 //! target is looked up.
+//! (Over 400 lines with its tests: the four policies' structures share the
+//! slots and the dense list, and their bookkeeping is checked together.)
 
 use std::sync::Arc;
 use std::time::Duration;

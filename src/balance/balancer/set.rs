@@ -1,7 +1,7 @@
 //! The endpoint set of a balancer: one [`Entry`] per instance, sorted by key,
 //! the reasons an entry is not picked, and [`Zones`], what the pickers read
 //! (the ready endpoints, by zone), with slow start's [`Ramps`].
-//! (About 540 lines: every change of an entry keeps the pickers' structures
+//! (About 560 lines: every change of an entry keeps the pickers' structures
 //! and the per-state counters in step, and that bookkeeping belongs together.)
 //!
 //! Every operation costs O(log n) or less: a batch of k changes costs
