@@ -341,14 +341,12 @@ mod tests {
         );
     }
 
+    /// A stream of a watch's changes, as a fanout hands it out.
+    type Stream = tokio::sync::mpsc::UnboundedReceiver<tower::discover::Change<String, Instance>>;
+
     /// An entry of one running watch: its shared set, its one stream and
     /// the entry (the health sender must outlive the test's checks).
-    fn live_entry() -> (
-        watch::Sender<Health>,
-        Arc<Shared>,
-        tokio::sync::mpsc::UnboundedReceiver<tower::discover::Change<String, Instance>>,
-        Entry,
-    ) {
+    fn live_entry() -> (watch::Sender<Health>, Arc<Shared>, Stream, Entry) {
         let (health_tx, health) = watch::channel(Health::Connected);
         let state = State::new("svc".into(), Arc::new(Native), None, None);
         let shared = Arc::new(Shared::new(
